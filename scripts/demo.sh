@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's first command: install what is missing, build, then quantize the bundled example model
+# (stories260K) to Q4_K with qtool and print what it cost in quality.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+QK_BUILD_DIR=${QK_BUILD_DIR:-build} bash scripts/build.sh -DQK_BUILD_TESTS=OFF -DQK_BUILD_BENCHMARKS=OFF
+build=${QK_BUILD_DIR:-build}
+qtool="$build/tools/qtool/qtool"
+mkdir -p "$build/demo"
+model=examples/models/stories260K-f32.gguf
+out="$build/demo/stories260K-q4_k.gguf"
+"$qtool" inspect "$model"
+"$qtool" quantize "$model" --type q4_k --method rtn -o "$out" --force
+"$qtool" eval "$model" "$out"

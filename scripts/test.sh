@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The README's second command: install what is missing, build everything, run the whole test suite,
+# then install qk into a staging prefix and build examples/consumer against it with find_package(qk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+build=${QK_BUILD_DIR:-build}
+QK_BUILD_DIR=$build bash scripts/build.sh
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" ${QK_CTEST_ARGS:-}
+
+# Packaging: install, then build and run the consumer project against the installed tree.
+prefix="$PWD/$build/install"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+cmake -S examples/consumer -B "$build/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$build/consumer" -j"$(nproc)" >/dev/null
+"$build/consumer/qk_consumer"

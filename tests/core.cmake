@@ -1,0 +1,5 @@
+qk_add_test(test_core_scheme SOURCES core/test_scheme.cpp)
+qk_add_test(test_core_quantize SOURCES core/test_quantize.cpp)
+qk_add_test(test_core_pack SOURCES core/test_pack.cpp)
+qk_add_test(test_core_metrics SOURCES core/test_metrics.cpp)
+qk_add_test(test_core_theory SOURCES core/test_theory.cpp)

@@ -1,0 +1,63 @@
+#pragma once
+// Shared helpers for qk's tests: seeded random data and the two data locations.
+//  - tests/data (QK_TEST_DATA): small fixtures committed with the tests, always present;
+//  - QK_REFERENCE_DATA (configure-time -DQK_REFERENCE_DATA=../shared/data): larger conformance data.
+//    Tests that need it call QK_REQUIRE_REFERENCE(subpath) and skip with a message when it is absent.
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <Eigen/Core>
+
+namespace qk::test {
+
+inline std::filesystem::path test_data(const std::string& rel) { return std::filesystem::path(QK_TEST_DATA) / rel; }
+
+inline std::filesystem::path reference_root() { return std::filesystem::path(QK_REFERENCE_DATA); }
+
+// Empty path when the reference data (or that file) is not there.
+inline std::filesystem::path reference_data(const std::string& rel) {
+  std::string root = QK_REFERENCE_DATA;
+  if (root.empty()) return {};
+  auto p = std::filesystem::path(root) / rel;
+  return std::filesystem::exists(p) ? p : std::filesystem::path{};
+}
+
+#define QK_REQUIRE_REFERENCE(var, rel)                                                                  \
+  const std::filesystem::path var = ::qk::test::reference_data(rel);                                    \
+  if (var.empty())                                                                                      \
+  GTEST_SKIP() << "reference data '" << (rel)                                                           \
+               << "' not available: configure with -DQK_REFERENCE_DATA=<path to shared/data> to run this"
+
+// A deterministic generator: every test seeds its own (XNNPACK's replicable random device idea).
+inline std::mt19937_64 rng(uint64_t seed = 0x9e3779b97f4a7c15ULL) { return std::mt19937_64(seed); }
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+inline RowMat gaussian(Eigen::Index rows, Eigen::Index cols, uint64_t seed, float stddev = 1.0f) {
+  auto g = rng(seed);
+  std::normal_distribution<float> d(0.0f, stddev);
+  RowMat m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = d(g);
+  return m;
+}
+
+inline RowMat uniform(Eigen::Index rows, Eigen::Index cols, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  auto g = rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  RowMat m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = d(g);
+  return m;
+}
+
+inline std::vector<char> read_bytes(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace qk::test

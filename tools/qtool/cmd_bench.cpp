@@ -1,0 +1,12 @@
+// `qtool bench`: placeholder until its issue lands; reports that it is not available yet.
+#include "commands.hpp"
+
+namespace qtool {
+
+void setup_bench(CLI::App& app, Runner& run) {
+  auto* sub = app.add_subcommand("bench", "(not available yet)");
+  sub->allow_extras();
+  sub->callback([&run] { run = [] { throw std::runtime_error("qtool bench is not implemented yet"); return 1; }; });
+}
+
+}  // namespace qtool

@@ -1,0 +1,90 @@
+#pragma once
+// TensorFile: one read-only view over .npy, safetensors and GGUF v3 files. The file is memory-mapped and parsed
+// lazily: opening reads and validates the header only; tensor bytes are touched when asked for.
+// Writers (safetensors.hpp, gguf.hpp, npy.hpp) stream tensors one at a time into a temporary file beside the
+// target and commit by rename, so a failure never leaves a partial output.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "qk/core/error.hpp"
+
+namespace qk::io {
+
+using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+enum class FileFormat { Npy, Safetensors, Gguf };
+
+// Element types of plain tensors; ggml block-quantized tensors use DType::Ggml plus TensorInfo::ggml_type.
+enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, U16, I32, U32, I64, U64, Bool, Ggml };
+
+const char* dtype_name(DType t);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  int ggml_type = -1;          // GGUF tensors: ggml type id (F32 0, F16 1, Q4_0 2, ...); -1 elsewhere
+  std::vector<int64_t> shape;  // row-major, outermost first: a linear weight is [out, in] in every format
+  uint64_t offset = 0;         // byte offset from the start of the file
+  uint64_t nbytes = 0;
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+// GGUF metadata values (safetensors __metadata__ is string to string; .npy has none).
+struct MetaArray;
+using MetaValue = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool, std::string,
+                               uint64_t, int64_t, double, std::shared_ptr<MetaArray>>;
+struct MetaArray {
+  int element_type = 0;  // GGUF value type id of the elements
+  std::vector<MetaValue> values;
+};
+struct MetaEntry {
+  std::string key;
+  MetaValue value;
+};
+
+class TensorFile {
+ public:
+  // Detects the format from the content (magic), not the extension. Throws IoError / FormatError naming the file.
+  static std::unique_ptr<TensorFile> open(const std::filesystem::path& path);
+  virtual ~TensorFile() = default;
+
+  virtual FileFormat format() const = 0;
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const std::vector<MetaEntry>& metadata() const { return metadata_; }
+  const TensorInfo* find(std::string_view name) const;
+  const TensorInfo& tensor(std::string_view name) const;  // FormatError "file: no tensor 'name'"
+  // The tensor's raw bytes inside the mapping (valid while the TensorFile lives).
+  std::span<const std::byte> bytes(const TensorInfo& t) const;
+  // The tensor converted to float32 as [rows, cols], rows = product of all dimensions but the last
+  // (a 1-D tensor is one row). Dequantizes ggml block types. NaN/Inf are passed through (callers check).
+  RowMatrixXf read_matrix(const TensorInfo& t) const;
+  size_t file_size() const { return size_; }
+
+ protected:
+  std::filesystem::path path_;
+  std::vector<TensorInfo> tensors_;
+  std::vector<MetaEntry> metadata_;
+  const std::byte* base_ = nullptr;
+  size_t size_ = 0;
+};
+
+// A float matrix from a file: the array of a .npy, or the tensor `name` of a safetensors/GGUF file
+// (when name is empty the file must hold exactly one tensor of rank 1 or 2).
+RowMatrixXf load_matrix(const std::filesystem::path& path, std::string_view name = {});
+
+}  // namespace qk::io

@@ -1,6 +1,7 @@
 #pragma once
 // Umbrella header: the whole public API of qk.
 #include "qk/core/error.hpp"
+#include "qk/core/half.hpp"
 #include "qk/core/metrics.hpp"
 #include "qk/core/pack.hpp"
 #include "qk/core/params.hpp"

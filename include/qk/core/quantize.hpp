@@ -11,6 +11,7 @@
 #include "qk/core/error.hpp"
 #include "qk/core/pack.hpp"
 #include "qk/core/params.hpp"
+#include "qk/core/row_kernels.hpp"
 #include "qk/core/scheme.hpp"
 
 namespace qk {
@@ -49,43 +50,6 @@ struct QuantizedTensor {
   RowMatrixXf dequantize() const;
 };
 
-namespace detail {
-
-// Quantizes n contiguous floats with one (scale, zero-point); writes unsigned codes u = q - qmin.
-// Clamps before rounding (bounds are integers, so this equals rounding then clamping). Round-half-to-even uses
-// the magic number 1.5·2^23: adding it pushes the fraction out of the mantissa in the default rounding mode,
-// exact for |v| < 2^22 (guaranteed by the clamp) and, unlike nearbyint, it vectorizes.
-inline void quantize_span(const float* x, int64_t n, float scale, int zp, int qmin, int qmax, Rounding rnd,
-                          uint8_t* u) {
-  const float lo = static_cast<float>(qmin - zp), hi = static_cast<float>(qmax - zp);
-  const float off = static_cast<float>(zp - qmin);
-  if (rnd == Rounding::NearestEven) {
-    constexpr float magic = 12582912.0f;
-    for (int64_t i = 0; i < n; ++i) {
-      float v = x[i] / scale;
-      v = v < lo ? lo : v;
-      v = v > hi ? hi : v;
-      v = (v + magic) - magic;
-      u[i] = static_cast<uint8_t>(static_cast<int>(v + off));
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      float v = x[i] / scale;
-      v = v < lo ? lo : v;
-      v = v > hi ? hi : v;
-      u[i] = static_cast<uint8_t>(static_cast<int>(std::round(v) + off));
-    }
-  }
-}
-
-inline bool all_finite(const float* x, int64_t n) {
-  float probe = 0.0f;
-  for (int64_t i = 0; i < n; ++i) probe += x[i] * 0.0f;
-  return probe == 0.0f;
-}
-
-}  // namespace detail
-
 // Quantizes W with the given parameters, or with parameters from W's min/max when none are given.
 template <typename Derived>
 QuantizedTensor quantize(const Eigen::MatrixBase<Derived>& W, const QuantScheme& s,
@@ -111,26 +75,22 @@ QuantizedTensor quantize(const Eigen::MatrixBase<Derived>& W, const QuantScheme&
   }
   const int64_t rb = q.row_bytes();
   q.packed.assign(static_cast<size_t>(rb * q.rows), 0);
-  std::vector<float> buf;
+  std::vector<float> buf, lo(static_cast<size_t>(pc)), hi(static_cast<size_t>(pc));
   std::vector<uint8_t> codes(static_cast<size_t>(q.cols));
   const int qmin = s.qmin(), qmax = s.qmax();
+  const bool away = s.rounding == Rounding::NearestAway;
   for (int64_t r = 0; r < q.rows; ++r) {
     const float* x = detail::row_pointer(W, r, buf);
     const int64_t prow = s.granularity == Granularity::PerTensor ? 0 : r;
-    for (int64_t g = 0; g < pc; ++g) {
-      const float* xg = x + g * span;
-      if (!given && s.granularity != Granularity::PerTensor) {
-        float lo, hi;
-        bool bad = false;
-        detail::minmax_span(xg, span, lo, hi, bad);
-        if (bad) detail::report_non_finite(W, "quantize");
-        range_to_params(lo, hi, s, q.params.scale(r, g), q.params.zero_point(r, g));
-      } else if (!detail::all_finite(xg, span)) {
-        detail::report_non_finite(W, "quantize");
-      }
-      detail::quantize_span(xg, span, q.params.scale(prow, g), q.params.zero_point(prow, g), qmin, qmax,
-                            s.rounding, codes.data() + g * span);
+    if (!given && s.granularity != Granularity::PerTensor) {
+      if (!detail::span_minmax(x, pc, span, lo.data(), hi.data())) detail::report_non_finite(W, "quantize");
+      detail::range_params_spans(lo.data(), hi.data(), pc, qmin, qmax, s.symmetric, s.narrow_range,
+                                 sym_zero_point(s), &q.params.scale(r, 0), &q.params.zero_point(r, 0));
+    } else if (!detail::all_finite(x, q.cols)) {
+      detail::report_non_finite(W, "quantize");
     }
+    detail::quantize_spans(x, pc, span, &q.params.scale(prow, 0), &q.params.zero_point(prow, 0), qmin, qmax, away,
+                           codes.data());
     pack_bits(codes, s.bits, std::span<uint8_t>(q.row_data(r), static_cast<size_t>(rb)));
   }
   return q;
@@ -144,14 +104,9 @@ inline RowMatrixXf QuantizedTensor::dequantize() const {
     unpack_bits(std::span<const uint8_t>(row_data(r), static_cast<size_t>(row_bytes())), scheme.bits, codes);
     float* o = out.row(r).data();
     if (g_idx.empty()) {
-      const int64_t span = scheme.span(cols), pc = scheme.param_cols(cols);
       const int64_t prow = scheme.granularity == Granularity::PerTensor ? 0 : r;
-      for (int64_t g = 0; g < pc; ++g) {
-        const float s = params.scale(prow, g);
-        const int z = params.zero_point(prow, g);
-        for (int64_t c = g * span; c < (g + 1) * span; ++c)
-          o[c] = static_cast<float>(static_cast<int>(codes[static_cast<size_t>(c)]) + qmin - z) * s;
-      }
+      detail::dequantize_spans(codes.data(), scheme.param_cols(cols), scheme.span(cols), &params.scale(prow, 0),
+                               &params.zero_point(prow, 0), qmin, o);
     } else {
       for (int64_t c = 0; c < cols; ++c)
         o[c] = static_cast<float>(static_cast<int>(codes[static_cast<size_t>(c)]) + qmin - zero_point(r, c)) *
@@ -180,13 +135,10 @@ RowMatrixXf fake_quant(const Eigen::MatrixBase<Derived>& W, const QuantScheme& s
     const float* x = detail::row_pointer(W, r, buf);
     if (!detail::all_finite(x, W.cols())) detail::report_non_finite(W, "fake_quant");
     const Eigen::Index prow = s.granularity == Granularity::PerTensor ? 0 : r;
-    for (int64_t g = 0; g < pc; ++g) {
-      const float sc = p.scale(prow, g);
-      const int z = p.zero_point(prow, g);
-      detail::quantize_span(x + g * span, span, sc, z, qmin, qmax, s.rounding, codes.data() + g * span);
-      for (int64_t c = g * span; c < (g + 1) * span; ++c)
-        out(r, c) = static_cast<float>(static_cast<int>(codes[static_cast<size_t>(c)]) + qmin - z) * sc;
-    }
+    detail::quantize_spans(x, pc, span, &p.scale(prow, 0), &p.zero_point(prow, 0), qmin, qmax,
+                           s.rounding == Rounding::NearestAway, codes.data());
+    detail::dequantize_spans(codes.data(), pc, span, &p.scale(prow, 0), &p.zero_point(prow, 0), qmin,
+                             out.row(r).data());
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "qk/core/error.hpp"
+#include "qk/core/row_kernels.hpp"
 
 namespace qk {
 
@@ -32,12 +33,9 @@ inline void pack_bits(std::span<const uint8_t> codes, int bits, std::span<uint8_
     case 8:
       for (size_t i = 0; i < n; ++i) o[i] = c[i];
       return;
-    case 4: {
-      size_t j = 0;
-      for (; 2 * j + 1 < n; ++j) o[j] = static_cast<uint8_t>((c[2 * j] & 0xF) | (c[2 * j + 1] << 4));
-      if (2 * j < n) o[j] = c[2 * j] & 0xF;
+    case 4:
+      detail::pack_nibbles(c, static_cast<int64_t>(n), o);
       return;
-    }
     case 2: {
       size_t j = 0;
       for (; 4 * j + 3 < n; ++j)

@@ -28,6 +28,9 @@ bool all_finite(const float* x, int64_t n);
 void quantize_spans(const float* x, int64_t n_spans, int64_t span, const float* scale, const int32_t* zp, int qmin,
                     int qmax, bool away_from_zero, uint8_t* u);
 
+// Packs n 4-bit codes two per byte (element 2j in the low nibble), pack.hpp's order.
+void pack_nibbles(const uint8_t* codes, int64_t n, uint8_t* out);
+
 // out = (u + qmin - zp[g]) * scale[g] per span.
 void dequantize_spans(const uint8_t* u, int64_t n_spans, int64_t span, const float* scale, const int32_t* zp,
                       int qmin, float* out);

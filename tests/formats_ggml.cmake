@@ -1,0 +1,2 @@
+# ggml block encodings (include/qk/formats/ggml.hpp): reference vectors in tests/data/ggml, properties, GgmlGrid.
+qk_add_test(test_formats_ggml SOURCES formats/test_ggml.cpp LABELS unit reference)

@@ -25,9 +25,13 @@ using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 enum class FileFormat { Npy, Safetensors, Gguf };
 
 // Element types of plain tensors; ggml block-quantized tensors use DType::Ggml plus TensorInfo::ggml_type.
-enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, U16, I32, U32, I64, U64, Bool, Ggml };
+// (F8_E5M2 / F8_E4M3 are safetensors' 8-bit floats; appended so the original values keep their numbers.)
+enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, U16, I32, U32, I64, U64, Bool, Ggml, F8_E5M2, F8_E4M3 };
 
+// "F32", "F16", "BF16", ... (safetensors spelling); "GGML" for DType::Ggml.
 const char* dtype_name(DType t);
+// Bytes per element; 0 for DType::Ggml (block types: see qk/io/gguf.hpp ggml_type_info).
+size_t dtype_size(DType t);
 
 struct TensorInfo {
   std::string name;
@@ -36,6 +40,8 @@ struct TensorInfo {
   std::vector<int64_t> shape;  // row-major, outermost first: a linear weight is [out, in] in every format
   uint64_t offset = 0;         // byte offset from the start of the file
   uint64_t nbytes = 0;
+  // The dtype's name, or the ggml type name ("Q4_K") for block-quantized GGUF tensors.
+  std::string type_name() const;
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -60,6 +66,9 @@ class TensorFile {
  public:
   // Detects the format from the content (magic), not the extension. Throws IoError / FormatError naming the file.
   static std::unique_ptr<TensorFile> open(const std::filesystem::path& path);
+  // Parses a buffer already in memory (no copy: `data` must outlive the TensorFile). `name` stands for the
+  // file in error messages. Same validation as open(); used by the fuzzers and tests.
+  static std::unique_ptr<TensorFile> open_memory(std::span<const std::byte> data, std::string name = "<memory>");
   virtual ~TensorFile() = default;
 
   virtual FileFormat format() const = 0;
@@ -74,6 +83,8 @@ class TensorFile {
   // (a 1-D tensor is one row). Dequantizes ggml block types. NaN/Inf are passed through (callers check).
   RowMatrixXf read_matrix(const TensorInfo& t) const;
   size_t file_size() const { return size_; }
+  // The whole mapped file.
+  std::span<const std::byte> data() const { return {base_, size_}; }
 
  protected:
   std::filesystem::path path_;

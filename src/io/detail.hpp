@@ -1,0 +1,67 @@
+#pragma once
+// Internal to src/io: the bounds-checked byte reader and the three parsers behind TensorFile.
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/ranges.h>
+
+#include "qk/core/error.hpp"
+#include "qk/io/tensor_file.hpp"
+
+namespace qk::io::detail {
+
+static_assert(std::endian::native == std::endian::little, "qk's file formats are little-endian; so is the host");
+
+struct Parsed {
+  std::vector<TensorInfo> tensors;
+  std::vector<MetaEntry> metadata;
+};
+
+// Each parser validates everything it reads against data.size() and throws FormatError "<file>: ...".
+Parsed parse_npy(std::span<const std::byte> data, const std::string& file);
+Parsed parse_safetensors(std::span<const std::byte> data, const std::string& file);
+Parsed parse_gguf(std::span<const std::byte> data, const std::string& file);
+
+// Reads little-endian scalars and strings, never past the end.
+class ByteReader {
+ public:
+  ByteReader(std::span<const std::byte> d, const std::string& file) : d_(d), file_(file) {}
+  size_t pos() const { return pos_; }
+  size_t left() const { return d_.size() - pos_; }
+  void need(size_t n, std::string_view what) const {
+    if (n > left())
+      fail<FormatError>("{}: truncated: {} needs {} bytes at offset {} but the file has {} left", file_, what, n,
+                        pos_, left());
+  }
+  template <typename T>
+  T get(std::string_view what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, d_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string_view view(size_t n, std::string_view what) {
+    need(n, what);
+    std::string_view s(reinterpret_cast<const char*>(d_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+
+ private:
+  std::span<const std::byte> d_;
+  const std::string& file_;
+  size_t pos_ = 0;
+};
+
+// a * b, false on uint64 overflow.
+inline bool mul_ok(uint64_t a, uint64_t b, uint64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
+inline bool add_ok(uint64_t a, uint64_t b, uint64_t& out) { return !__builtin_add_overflow(a, b, &out); }
+
+}  // namespace qk::io::detail

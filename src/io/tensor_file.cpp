@@ -1,0 +1,258 @@
+// TensorFile: mmap + format detection + conversion of any dtype to float32.
+#include "qk/io/tensor_file.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "detail.hpp"
+#include "qk/core/half.hpp"
+#include "qk/io/gguf.hpp"
+
+namespace qk::io {
+
+namespace detail {
+// Defined in ggml_dequant.cpp: float32 values of `n` elements of a ggml block type.
+void dequantize_ggml_block_type(int type, std::span<const std::byte> bytes, float* out, int64_t n,
+                                const std::string& where);
+}  // namespace detail
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::F64: return "F64";
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
+    case DType::I16: return "I16";
+    case DType::U16: return "U16";
+    case DType::I32: return "I32";
+    case DType::U32: return "U32";
+    case DType::I64: return "I64";
+    case DType::U64: return "U64";
+    case DType::Bool: return "BOOL";
+    case DType::Ggml: return "GGML";
+    case DType::F8_E5M2: return "F8_E5M2";
+    case DType::F8_E4M3: return "F8_E4M3";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F64: case DType::I64: case DType::U64: return 8;
+    case DType::F32: case DType::I32: case DType::U32: return 4;
+    case DType::F16: case DType::BF16: case DType::I16: case DType::U16: return 2;
+    case DType::I8: case DType::U8: case DType::Bool: case DType::F8_E5M2: case DType::F8_E4M3: return 1;
+    case DType::Ggml: return 0;
+  }
+  return 0;
+}
+
+std::string TensorInfo::type_name() const {
+  if (dtype == DType::Ggml) {
+    const GgmlTypeInfo* ti = ggml_type_info(ggml_type);
+    return ti ? ti->name : fmt::format("ggml#{}", ggml_type);
+  }
+  return dtype_name(dtype);
+}
+
+namespace {
+
+// The concrete view: owns the mapping (or borrows a memory buffer) and the parsed header.
+class MappedFile final : public TensorFile {
+ public:
+  MappedFile(std::filesystem::path path, const std::byte* base, size_t size, bool owns, FileFormat fmt)
+      : owns_(owns), fmt_(fmt) {
+    path_ = std::move(path);
+    base_ = base;
+    size_ = size;
+  }
+  ~MappedFile() override {
+    if (owns_ && base_) munmap(const_cast<std::byte*>(base_), size_);
+  }
+  FileFormat format() const override { return fmt_; }
+  void take(detail::Parsed&& p) {
+    tensors_ = std::move(p.tensors);
+    metadata_ = std::move(p.metadata);
+  }
+
+ private:
+  bool owns_;
+  FileFormat fmt_;
+};
+
+FileFormat detect(std::span<const std::byte> d, const std::string& name) {
+  auto starts = [&](std::string_view magic) {
+    return d.size() >= magic.size() && std::memcmp(d.data(), magic.data(), magic.size()) == 0;
+  };
+  if (starts("\x93NUMPY")) return FileFormat::Npy;
+  if (starts("GGUF")) return FileFormat::Gguf;
+  // safetensors: u64 header length then '{' (JSON object)
+  if (d.size() >= 9 && static_cast<char>(d[8]) == '{') return FileFormat::Safetensors;
+  if (d.empty()) fail<FormatError>("{}: empty file", name);
+  fail<FormatError>("{}: unknown format (not .npy, safetensors or GGUF by its first bytes)", name);
+}
+
+std::unique_ptr<TensorFile> build(std::filesystem::path path, const std::byte* base, size_t size, bool owns) {
+  const std::string name = path.string();
+  std::span<const std::byte> d(base, size);
+  FileFormat f;
+  try {
+    f = detect(d, name);
+  } catch (...) {
+    if (owns && base) munmap(const_cast<std::byte*>(base), size);
+    throw;
+  }
+  auto file = std::make_unique<MappedFile>(std::move(path), base, size, owns, f);  // unmaps on throw below
+  switch (f) {
+    case FileFormat::Npy: file->take(detail::parse_npy(d, name)); break;
+    case FileFormat::Safetensors: file->take(detail::parse_safetensors(d, name)); break;
+    case FileFormat::Gguf: file->take(detail::parse_gguf(d, name)); break;
+  }
+  return file;
+}
+
+template <typename T>
+void convert(const std::byte* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, src + i * sizeof(T), sizeof(T));
+    dst[i] = static_cast<float>(v);
+  }
+}
+
+// OCP 8-bit floats as safetensors (and PyTorch) define them.
+// E4M3 "fn": bias 7, no infinities, S.1111.111 is NaN; E5M2: bias 15, IEEE-like with Inf/NaN.
+float f8_e4m3_to_f32(uint8_t b) {
+  const float sign = (b & 0x80) ? -1.0f : 1.0f;
+  const int e = (b >> 3) & 0xF, m = b & 0x7;
+  if (e == 0xF && m == 0x7) return std::numeric_limits<float>::quiet_NaN();
+  if (e == 0) return sign * std::ldexp(static_cast<float>(m), -9);  // subnormal: m/8 * 2^-6
+  return sign * std::ldexp(1.0f + m / 8.0f, e - 7);
+}
+float f8_e5m2_to_f32(uint8_t b) { return fp16_to_fp32(static_cast<uint16_t>(b) << 8); }
+
+}  // namespace
+
+std::unique_ptr<TensorFile> TensorFile::open(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail<IoError>("{}: cannot open: {}", path.string(), std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail<IoError>("{}: cannot stat: {}", path.string(), std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail<IoError>("{}: not a regular file", path.string());
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    fail<FormatError>("{}: empty file", path.string());
+  }
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) fail<IoError>("{}: cannot map: {}", path.string(), std::strerror(e));
+  return build(path, static_cast<const std::byte*>(p), size, true);
+}
+
+std::unique_ptr<TensorFile> TensorFile::open_memory(std::span<const std::byte> data, std::string name) {
+  return build(std::filesystem::path(std::move(name)), data.data(), data.size(), false);
+}
+
+const TensorInfo* TensorFile::find(std::string_view name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const TensorInfo& TensorFile::tensor(std::string_view name) const {
+  if (const TensorInfo* t = find(name)) return *t;
+  fail<FormatError>("{}: no tensor '{}'", path_.string(), name);
+}
+
+std::span<const std::byte> TensorFile::bytes(const TensorInfo& t) const {
+  // Parsers validated offset + nbytes <= size; re-check so a caller-made TensorInfo cannot read out of bounds.
+  if (t.offset > size_ || t.nbytes > size_ - t.offset)
+    fail<FormatError>("{}: tensor '{}': bytes [{}, +{}) outside the file ({} bytes)", path_.string(), t.name,
+                      t.offset, t.nbytes, size_);
+  return {base_ + t.offset, static_cast<size_t>(t.nbytes)};
+}
+
+RowMatrixXf TensorFile::read_matrix(const TensorInfo& t) const {
+  const auto b = bytes(t);
+  const int64_t n = t.numel();
+  const int64_t cols = t.shape.empty() ? 1 : t.shape.back();
+  const int64_t rows = cols == 0 ? 0 : n / cols;
+  if (t.dtype != DType::Ggml && static_cast<uint64_t>(n) * dtype_size(t.dtype) != b.size())
+    fail<FormatError>("{}: tensor '{}': {} elements of {} need {} bytes, not {}", path_.string(), t.name, n,
+                      dtype_name(t.dtype), static_cast<uint64_t>(n) * dtype_size(t.dtype), b.size());
+  RowMatrixXf m(rows, cols);
+  float* out = m.data();
+  const std::byte* s = b.data();
+  switch (t.dtype) {
+    case DType::F32:
+      if (n) std::memcpy(out, s, static_cast<size_t>(n) * 4);
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        out[i] = fp16_to_fp32(h);
+      }
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        out[i] = bf16_to_fp32(h);
+      }
+      break;
+    case DType::F64: convert<double>(s, out, n); break;
+    case DType::I8: convert<int8_t>(s, out, n); break;
+    case DType::U8: convert<uint8_t>(s, out, n); break;
+    case DType::I16: convert<int16_t>(s, out, n); break;
+    case DType::U16: convert<uint16_t>(s, out, n); break;
+    case DType::I32: convert<int32_t>(s, out, n); break;
+    case DType::U32: convert<uint32_t>(s, out, n); break;
+    case DType::I64: convert<int64_t>(s, out, n); break;
+    case DType::U64: convert<uint64_t>(s, out, n); break;
+    case DType::Bool:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(s[i]) ? 1.0f : 0.0f;
+      break;
+    case DType::F8_E4M3:
+      for (int64_t i = 0; i < n; ++i) out[i] = f8_e4m3_to_f32(static_cast<uint8_t>(s[i]));
+      break;
+    case DType::F8_E5M2:
+      for (int64_t i = 0; i < n; ++i) out[i] = f8_e5m2_to_f32(static_cast<uint8_t>(s[i]));
+      break;
+    case DType::Ggml:
+      detail::dequantize_ggml_block_type(t.ggml_type, b, out, n, fmt::format("{}: tensor '{}'", path_.string(), t.name));
+      break;
+  }
+  return m;
+}
+
+RowMatrixXf load_matrix(const std::filesystem::path& path, std::string_view name) {
+  auto f = TensorFile::open(path);
+  if (!name.empty()) return f->read_matrix(f->tensor(name));
+  if (f->tensors().size() != 1)
+    fail<InvalidArgument>("{}: holds {} tensors; name the one to load", path.string(), f->tensors().size());
+  const TensorInfo& t = f->tensors().front();
+  if (t.shape.size() > 2)
+    fail<ShapeError>("{}: tensor '{}' has rank {}; a matrix needs rank 1 or 2", path.string(), t.name,
+                     t.shape.size());
+  return f->read_matrix(t);
+}
+
+}  // namespace qk::io

@@ -1,0 +1,10 @@
+# io: readers, writers and validation of .npy, safetensors and GGUF; qtool inspect / eval.
+qk_add_test(test_io_npy SOURCES io/test_npy.cpp)
+qk_add_test(test_io_safetensors SOURCES io/test_safetensors.cpp)
+qk_add_test(test_io_gguf SOURCES io/test_gguf.cpp)
+qk_add_test(test_io_malformed SOURCES io/test_malformed.cpp)
+qk_add_test(test_io_atomic SOURCES io/test_atomic.cpp)
+if(TARGET qtool)
+  qk_add_test(test_io_cli SOURCES io/test_cli.cpp LABELS cli)
+  add_dependencies(test_io_cli qtool)
+endif()

@@ -1,0 +1,2 @@
+# Methods (GPTQ, AWQ, SmoothQuant, LLM.int8(), RTN, Hessian): tests on the reference problems of tests/data/methods.
+qk_add_test(test_methods_gptq SOURCES methods/test_gptq.cpp LABELS unit reference)

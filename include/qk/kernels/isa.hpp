@@ -1,0 +1,50 @@
+#pragma once
+// Instruction-set paths of the kernels and the run-time choice between them.
+//
+// The choice is made once per process (the first call that needs it): CPUID says what the CPU has, XGETBV says
+// whether the operating system saves the AVX / AVX-512 registers; the best path both allow wins. The environment
+// variable QK_ISA=scalar|avx2|avx512|avx512vnni forces one path (an error if the CPU or OS cannot run it).
+// This choice is the only global mutable state of qk.
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qk::kernels {
+
+// Ordered from the most portable to the fastest; every later one implies the CPU has the earlier ones.
+enum class Isa {
+  scalar,      // the reference: plain C++ loops, the oracle every other path is tested against
+  avx2,        // AVX2 + FMA + F16C (int8 products through vpmaddwd on 16-bit lanes)
+  avx512,      // AVX-512 F/BW/DQ/VL (vpmaddwd on zmm)
+  avx512vnni,  // AVX-512 VNNI (vpdpbusd)
+};
+
+inline constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512vnni};
+
+// "scalar", "avx2", "avx512", "avx512vnni" (the QK_ISA spellings).
+const char* isa_name(Isa isa);
+// Parses a QK_ISA spelling; throws qk::InvalidArgument for anything else.
+Isa parse_isa(std::string_view name);
+
+// True when this CPU (and its operating system) can run the path.
+bool cpu_supports(Isa isa);
+// Every path this machine can run, in kAllIsas order.
+std::vector<Isa> supported_isas();
+// The best path the machine supports, ignoring QK_ISA.
+Isa best_isa();
+// The path in use: QK_ISA if set (throws qk::InvalidArgument when it names an unknown or unsupported path),
+// otherwise best_isa(). Decided once; later calls return the same answer.
+Isa active_isa();
+
+// Names of the kernels one path provides, e.g. "qk_gemm_u8s8s32_8x32c4__avx512vnni".
+struct KernelNames {
+  std::string gemm_s8;      // int8 x int8 -> int32 / f32 GEMM (any M)
+  std::string gemm_w4;      // int4 weights x int8 activations, M > 1
+  std::string gemv_w4;      // int4 weights x int8 activations, M = 1
+  std::string gemm_w4_f32;  // int4 weights x f32 activations (dequantize on the fly)
+};
+KernelNames kernel_names(Isa isa);
+// The kernels active_isa() uses.
+KernelNames active_kernel_names();
+
+}  // namespace qk::kernels

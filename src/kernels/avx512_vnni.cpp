@@ -1,0 +1,138 @@
+// AVX-512 VNNI path: vpdpbusd multiplies 4 unsigned bytes (activations, or int4 codes) by 4 signed bytes and adds
+// the 4 products into an int32 lane exactly (no saturation), which is the whole inner loop of both products.
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* self-initialisation, GCC bug 105593, fixed in
+// GCC 13) wherever intrinsics such as _mm512_cvtph_ps inline; the warning is about the header, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "internal.hpp"
+
+namespace qk::kernels::detail {
+namespace avx512vnni {
+namespace {
+
+// ---- int8 x int8 -> int32: rows [m, m+MR) x tiles [t, t+NT); a broadcast 4-byte slice of each row meets
+// one 64-byte k-quad of each tile.
+template <int MR, int NT>
+void s8_block(const S8Problem& p, int64_t m, int64_t t) {
+  const PackedS8& w = *p.w;
+  const int64_t K = w.k, kq = K / 4, rem = K % 4, tb = w.tile_bytes();
+  const int8_t* wp = w.data.data() + t * tb;
+  const uint8_t* ar[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) ar[i] = p.a + (m + i) * p.lda;
+  __m512i acc[MR][NT];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_si512();
+
+  for (int64_t q = 0; q < kq; ++q) {
+    __m512i wv[NT];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) wv[j] = _mm512_loadu_si512(wp + j * tb + q * 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(ar[i] + 4 * q)));
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, wv[j]);
+    }
+  }
+  if (rem) {
+    __m512i wv[NT];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) wv[j] = _mm512_loadu_si512(wp + j * tb + kq * 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int>(load_tail_u32(ar[i] + 4 * kq, rem)));
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, wv[j]);
+    }
+  }
+  // Epilogue: subtract zp * column sums, then either store int32 or scale (+ bias) to f32.
+  const __m512i zp = _mm512_set1_epi32(p.a_zp);
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) {
+    const int64_t n0 = (t + j) * kTileN;
+    const __mmask16 mask = static_cast<__mmask16>((1u << std::min<int64_t>(kTileN, w.n - n0)) - 1u);
+    const __m512i corr = _mm512_mullo_epi32(zp, _mm512_loadu_si512(w.col_sum.data() + n0));
+    if (p.c32) {
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i)
+        _mm512_mask_storeu_epi32(p.c32 + (m + i) * p.ldc + n0, mask, _mm512_sub_epi32(acc[i][j], corr));
+    } else {
+      const __m512 sw = _mm512_loadu_ps(w.scale.data() + n0);
+      const __m512 bias = p.bias ? _mm512_maskz_loadu_ps(mask, p.bias + n0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(p.a_scale[m + i]), sw);
+        __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], corr)), s);
+        if (p.bias) y = _mm512_add_ps(y, bias);
+        _mm512_mask_storeu_ps(p.cf + (m + i) * p.ldc + n0, mask, y);
+      }
+    }
+  }
+}
+
+template <int MR, int NT>
+void s8_block_fn(const S8Problem& p, int64_t m, int64_t t) {
+  s8_block<MR, NT>(p, m, t);
+}
+using S8BlockFn = void (*)(const S8Problem&, int64_t, int64_t);
+
+constexpr int kMR = 8, kNT = 2;   // GEMM tile: 8 rows x 32 columns, 16 accumulators
+constexpr int kGemvNT = 8;        // GEMV tile: 1 row x 128 columns, 8 accumulators
+
+template <int... I>
+constexpr auto row_fns(std::integer_sequence<int, I...>, std::integral_constant<int, 1>) {
+  return std::array<S8BlockFn, sizeof...(I)>{s8_block_fn<I + 1, 1>...};
+}
+template <int... I>
+constexpr auto row_fns(std::integer_sequence<int, I...>, std::integral_constant<int, 2>) {
+  return std::array<S8BlockFn, sizeof...(I)>{s8_block_fn<I + 1, 2>...};
+}
+template <int... J>
+constexpr auto gemv_fns(std::integer_sequence<int, J...>) {
+  return std::array<S8BlockFn, sizeof...(J)>{s8_block_fn<1, J + 1>...};
+}
+
+void gemm_s8(const S8Problem& p, int64_t m0, int64_t m1, int64_t t0, int64_t t1) {
+  if (m1 - m0 == 1) {
+    static constexpr auto fns = gemv_fns(std::make_integer_sequence<int, kGemvNT>{});
+    for (int64_t t = t0; t < t1; t += kGemvNT) fns[static_cast<size_t>(std::min<int64_t>(kGemvNT, t1 - t) - 1)](p, m0, t);
+    return;
+  }
+  static constexpr auto one = row_fns(std::make_integer_sequence<int, kMR>{}, std::integral_constant<int, 1>{});
+  static constexpr auto two = row_fns(std::make_integer_sequence<int, kMR>{}, std::integral_constant<int, 2>{});
+  for (int64_t t = t0; t < t1; t += kNT) {
+    const auto& fns = (t1 - t >= 2) ? two : one;
+    for (int64_t m = m0; m < m1; m += kMR) fns[static_cast<size_t>(std::min<int64_t>(kMR, m1 - m) - 1)](p, m, t);
+  }
+}
+
+// int4 kernels: vpdpbusd takes the codes (0..15) as the unsigned operand and the int8 activations as the signed.
+inline __m512i dp(__m512i acc, __m512i u8, __m512i s8) { return _mm512_dpbusd_epi32(acc, u8, s8); }
+
+#include "w4_avx512.inc"
+
+}  // namespace
+}  // namespace avx512vnni
+
+const KernelTable& table_avx512vnni() {
+  static const KernelTable t{Isa::avx512vnni,
+                             "qk_gemm_u8s8s32_8x32c4__avx512vnni",
+                             avx512vnni::gemm_s8,
+                             "qk_gemm_s8w4f32_4x32c8__avx512vnni",
+                             avx512vnni::gemm_w4,
+                             "qk_gemv_s8w4f32_1x64c8__avx512vnni",
+                             avx512vnni::gemv_w4,
+                             "qk_gemm_f32w4f32_1x16c8__avx512vnni",
+                             avx512vnni::gemm_w4_f32};
+  return t;
+}
+
+}  // namespace qk::kernels::detail

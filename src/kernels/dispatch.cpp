@@ -1,0 +1,490 @@
+// Run-time ISA choice, weight packing, activation quantization and the public entry points: arguments are
+// validated here, work is split over output tiles with OpenMP, and one descriptor table does the arithmetic.
+// Compiled without ISA flags so it runs on any x86-64.
+#include <cpuid.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <omp.h>
+
+#include "internal.hpp"
+#include "qk/core/error.hpp"
+#include "qk/core/half.hpp"
+#include "qk/core/threads.hpp"
+
+namespace qk::kernels {
+namespace {
+
+// CPUID leaf 1 ECX / leaf 7 EBX, ECX bits (Intel SDM vol. 2A, CPUID) and XCR0 state bits (SDM vol. 1, 13.3).
+struct CpuFeatures {
+  bool avx2 = false, avx512 = false, avx512vnni = false;
+};
+
+uint64_t read_xcr0() {
+  uint32_t eax = 0, edx = 0;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+  if (!osxsave || !avx) return f;
+  const uint64_t xcr0 = read_xcr0();
+  const bool os_avx = (xcr0 & 0x6) == 0x6;             // XMM and YMM state
+  const bool os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const bool avx2 = (b >> 5) & 1, bmi2 = (b >> 8) & 1;
+  const bool f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+  const bool vnni = (c >> 11) & 1;
+  f.avx2 = os_avx && avx2 && fma && f16c && bmi2;
+  f.avx512 = f.avx2 && os_avx512 && f512 && dq && bw && vl;
+  f.avx512vnni = f.avx512 && vnni;
+  return f;
+}
+
+const CpuFeatures& features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+const detail::KernelTable& table_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx2: return detail::table_avx2();
+    case Isa::avx512: return detail::table_avx512();
+    case Isa::avx512vnni: return detail::table_avx512vnni();
+    case Isa::scalar: break;
+  }
+  return detail::table_scalar();
+}
+
+const detail::KernelTable& table(const Exec& ex) {
+  if (ex.isa) {
+    if (!cpu_supports(*ex.isa)) fail<InvalidArgument>("kernel path '{}' is not supported by this CPU", isa_name(*ex.isa));
+    return table_for(*ex.isa);
+  }
+  return table_for(active_isa());
+}
+
+// Splits rows [0, m) x tiles [0, tiles) over the threads: by column tiles (each thread streams its own weights)
+// when there are enough of them, otherwise by rows.
+template <typename F>
+void parallel_tiles(int64_t m, int64_t tiles, int threads, F&& f) {
+  const int nt = resolve_threads(threads);
+  if (m <= 0 || tiles <= 0) return;
+  if (nt <= 1 || (tiles < 2 && m < 2)) {
+    f(int64_t{0}, m, int64_t{0}, tiles);
+    return;
+  }
+  const bool by_tiles = tiles >= nt || tiles >= m;
+  const int64_t units = by_tiles ? tiles : m;
+  const int parts = static_cast<int>(std::min<int64_t>(nt, units));
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int i = 0; i < parts; ++i) {
+    const int64_t b = units * i / parts, e = units * (i + 1) / parts;
+    if (by_tiles) f(int64_t{0}, m, b, e);
+    else f(b, e, int64_t{0}, tiles);
+  }
+}
+
+void check_rows(const char* what, int64_t m, int64_t ld, int64_t width, const void* p) {
+  if (m < 0) fail<InvalidArgument>("{}: M must be >= 0, got {}", what, m);
+  if (m > 0 && !p) fail<InvalidArgument>("{}: null pointer", what);
+  if (ld < width) fail<InvalidArgument>("{}: leading dimension {} is smaller than the row length {}", what, ld, width);
+}
+
+void check_s8(const PackedS8& w, const char* what) {
+  if (w.layout != Layout::s8_n16k4 || w.n <= 0 || w.k <= 0 ||
+      w.data.size() != static_cast<size_t>(w.n_tiles() * w.tile_bytes()))
+    fail<InvalidArgument>("{}: weights are not packed for the int8 kernels (layout {})", what, layout_name(w.layout));
+}
+
+void check_w4(const PackedW4& w, const char* what) {
+  if (w.layout != Layout::w4_n16k8 || w.n <= 0 || w.k <= 0 || w.group <= 0 ||
+      w.data.size() != static_cast<size_t>(w.n_tiles() * w.tile_bytes()))
+    fail<InvalidArgument>("{}: weights are not packed for the int4 kernels (layout {})", what, layout_name(w.layout));
+}
+
+void check_finite_row(const float* x, int64_t k, int64_t row, const char* what) {
+  for (int64_t i = 0; i < k; ++i)
+    if (!std::isfinite(x[i])) fail<NumericError>("{}: activation row {} column {} is not finite", what, row, i);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ ISA
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::avx512vnni: return "avx512vnni";
+  }
+  return "?";
+}
+
+Isa parse_isa(std::string_view name) {
+  for (Isa i : kAllIsas)
+    if (name == isa_name(i)) return i;
+  fail<InvalidArgument>("unknown kernel path '{}' (expected scalar, avx2, avx512 or avx512vnni)", name);
+}
+
+bool cpu_supports(Isa isa) {
+  const CpuFeatures& f = features();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return f.avx2;
+    case Isa::avx512: return f.avx512;
+    case Isa::avx512vnni: return f.avx512vnni;
+  }
+  return false;
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> v;
+  for (Isa i : kAllIsas)
+    if (cpu_supports(i)) v.push_back(i);
+  return v;
+}
+
+Isa best_isa() { return supported_isas().back(); }
+
+Isa active_isa() {
+  static const Isa chosen = [] {
+    const char* env = std::getenv("QK_ISA");
+    if (!env || !*env) return best_isa();
+    const Isa want = parse_isa(env);
+    if (!cpu_supports(want)) fail<InvalidArgument>("QK_ISA={}: this CPU (or its OS) does not support that path", env);
+    return want;
+  }();
+  return chosen;
+}
+
+KernelNames kernel_names(Isa isa) {
+  const detail::KernelTable& t = table_for(isa);
+  return {t.gemm_s8_name, t.gemm_w4_name, t.gemv_w4_name, t.gemm_w4_f32_name};
+}
+
+KernelNames active_kernel_names() { return kernel_names(active_isa()); }
+
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::s8_n16k4: return "s8_n16k4";
+    case Layout::w4_n16k8: return "w4_n16k8";
+  }
+  return "unknown";
+}
+
+// ------------------------------------------------------------------ int8 packing
+int8_t PackedS8::at(int64_t row, int64_t col) const {
+  const int64_t t = row / kTileN, c = row % kTileN;
+  return data[static_cast<size_t>(t * tile_bytes() + (col / 4) * 64 + c * 4 + col % 4)];
+}
+
+PackedS8 pack_s8(const int8_t* w, int64_t n, int64_t k, int64_t ldw, const float* scale) {
+  if (n <= 0 || k <= 0) fail<ShapeError>("pack_s8: weight shape [{}, {}] is empty", n, k);
+  if (k > kMaxK) fail<ShapeError>("pack_s8: K = {} exceeds the int32-exact limit {}", k, kMaxK);
+  if (ldw < k) fail<InvalidArgument>("pack_s8: leading dimension {} < K = {}", ldw, k);
+  if (!w) fail<InvalidArgument>("pack_s8: null weights");
+  PackedS8 p;
+  p.n = n;
+  p.k = k;
+  p.k_pad = (k + 3) / 4 * 4;
+  const int64_t nt = p.n_tiles();
+  p.data.assign(static_cast<size_t>(nt * p.tile_bytes()), 0);
+  p.scale.assign(static_cast<size_t>(nt * kTileN), 1.0f);
+  p.col_sum.assign(static_cast<size_t>(nt * kTileN), 0);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t t = r / kTileN, c = r % kTileN;
+    int32_t sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      const int8_t v = w[r * ldw + j];
+      p.data[static_cast<size_t>(t * p.tile_bytes() + (j / 4) * 64 + c * 4 + j % 4)] = v;
+      sum += v;
+    }
+    p.col_sum[static_cast<size_t>(r)] = sum;
+    if (scale) {
+      if (!(scale[r] > 0.0f) || !std::isfinite(scale[r]))
+        fail<InvalidArgument>("pack_s8: scale of output channel {} is {} (must be positive and finite)", r, scale[r]);
+      p.scale[static_cast<size_t>(r)] = scale[r];
+    }
+  }
+  return p;
+}
+
+PackedS8 pack_s8(const QuantizedTensor& q) {
+  const QuantScheme& s = q.scheme;
+  if (s.bits != 8 || !s.is_signed || !s.symmetric || s.granularity == Granularity::PerGroup || !q.g_idx.empty())
+    fail<InvalidArgument>("pack_s8: needs 8-bit signed symmetric per-channel weights, got {}", s.describe());
+  std::vector<int8_t> w(static_cast<size_t>(q.rows * q.cols));
+  std::vector<float> sc(static_cast<size_t>(q.rows));
+  for (int64_t r = 0; r < q.rows; ++r) {
+    sc[static_cast<size_t>(r)] = q.scale(r, 0);
+    for (int64_t c = 0; c < q.cols; ++c) {
+      const int v = q.code(r, c) - q.zero_point(r, c);
+      if (v < -128 || v > 127) fail<InvalidArgument>("pack_s8: weight code {} out of int8 range", v);
+      w[static_cast<size_t>(r * q.cols + c)] = static_cast<int8_t>(v);
+    }
+  }
+  return pack_s8(w.data(), q.rows, q.cols, q.cols, sc.data());
+}
+
+// ------------------------------------------------------------------ int8 products
+void gemm_s8(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point, const PackedS8& w, int32_t* c,
+             int64_t ldc, const Exec& ex) {
+  check_s8(w, "gemm_s8");
+  check_rows("gemm_s8 (A)", m, lda, w.k, a);
+  check_rows("gemm_s8 (C)", m, ldc, w.n, c);
+  if (a_zero_point < 0 || a_zero_point > 255) fail<InvalidArgument>("gemm_s8: activation zero-point {} not in 0..255", a_zero_point);
+  const detail::KernelTable& t = table(ex);
+  detail::S8Problem p;
+  p.a = a;
+  p.lda = lda;
+  p.a_zp = a_zero_point;
+  p.w = &w;
+  p.c32 = c;
+  p.ldc = ldc;
+  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
+}
+
+void gemm_s8(const int8_t* a, int64_t m, int64_t lda, const PackedS8& w, int32_t* c, int64_t ldc, const Exec& ex) {
+  check_rows("gemm_s8 (A)", m, lda, w.k, a);
+  // Signed activations run as unsigned ones with zero-point 128: a + 128 == a ^ 0x80 as a byte.
+  std::vector<uint8_t> u(static_cast<size_t>(m * w.k));
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < w.k; ++j)
+      u[static_cast<size_t>(r * w.k + j)] = static_cast<uint8_t>(static_cast<uint8_t>(a[r * lda + j]) ^ 0x80u);
+  gemm_s8(u.data(), m, w.k, 128, w, c, ldc, ex);
+}
+
+void gemm_s8_f32(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point, const float* a_scale,
+                 const PackedS8& w, const float* bias, float* c, int64_t ldc, const Exec& ex) {
+  check_s8(w, "gemm_s8_f32");
+  check_rows("gemm_s8_f32 (A)", m, lda, w.k, a);
+  check_rows("gemm_s8_f32 (C)", m, ldc, w.n, c);
+  if (m > 0 && !a_scale) fail<InvalidArgument>("gemm_s8_f32: null activation scales");
+  if (a_zero_point < 0 || a_zero_point > 255) fail<InvalidArgument>("gemm_s8_f32: activation zero-point {} not in 0..255", a_zero_point);
+  const detail::KernelTable& t = table(ex);
+  detail::S8Problem p;
+  p.a = a;
+  p.lda = lda;
+  p.a_zp = a_zero_point;
+  p.w = &w;
+  p.cf = c;
+  p.ldc = ldc;
+  p.a_scale = a_scale;
+  p.bias = bias;
+  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
+}
+
+void quantize_rows_u8(const float* x, int64_t m, int64_t k, int64_t ldx, uint8_t* q, float* scale) {
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * ldx;
+    check_finite_row(xr, k, r, "quantize_rows_u8");
+    float amax = 0.0f;
+    for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
+    const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+    scale[r] = s;
+    for (int64_t j = 0; j < k; ++j) {
+      const float v = std::clamp(std::nearbyint(xr[j] / s), -127.0f, 127.0f);
+      q[r * k + j] = static_cast<uint8_t>(static_cast<int>(v) + 128);
+    }
+  }
+}
+
+void linear_w8a8_dynamic(const float* x, int64_t m, int64_t ldx, const PackedS8& w, const float* bias, float* y,
+                         int64_t ldy, const Exec& ex) {
+  check_s8(w, "linear_w8a8_dynamic");
+  check_rows("linear_w8a8_dynamic (X)", m, ldx, w.k, x);
+  std::vector<uint8_t> q(static_cast<size_t>(m * w.k));
+  std::vector<float> s(static_cast<size_t>(m));
+  quantize_rows_u8(x, m, w.k, ldx, q.data(), s.data());
+  gemm_s8_f32(q.data(), m, w.k, 128, s.data(), w, bias, y, ldy, ex);
+}
+
+void linear_w8a8_static(const float* x, int64_t m, int64_t ldx, float a_scale, int32_t a_zero_point,
+                        const PackedS8& w, const float* bias, float* y, int64_t ldy, const Exec& ex) {
+  check_s8(w, "linear_w8a8_static");
+  check_rows("linear_w8a8_static (X)", m, ldx, w.k, x);
+  if (!(a_scale > 0.0f) || !std::isfinite(a_scale)) fail<InvalidArgument>("linear_w8a8_static: activation scale {} is not positive and finite", a_scale);
+  if (a_zero_point < 0 || a_zero_point > 255) fail<InvalidArgument>("linear_w8a8_static: zero-point {} not in 0..255", a_zero_point);
+  std::vector<uint8_t> q(static_cast<size_t>(m * w.k));
+  for (int64_t r = 0; r < m; ++r) {
+    check_finite_row(x + r * ldx, w.k, r, "linear_w8a8_static");
+    for (int64_t j = 0; j < w.k; ++j) {
+      const float v = std::clamp(std::nearbyint(x[r * ldx + j] / a_scale) + static_cast<float>(a_zero_point), 0.0f, 255.0f);
+      q[static_cast<size_t>(r * w.k + j)] = static_cast<uint8_t>(v);
+    }
+  }
+  std::vector<float> s(static_cast<size_t>(m), a_scale);
+  gemm_s8_f32(q.data(), m, w.k, a_zero_point, s.data(), w, bias, y, ldy, ex);
+}
+
+// ------------------------------------------------------------------ int4 packing
+int PackedW4::code(int64_t row, int64_t col) const {
+  const int64_t t = row / kTileN, c = row % kTileN;
+  const uint8_t b = data[static_cast<size_t>(t * tile_bytes() + (col / 8) * 64 + c * 4 + (col % 4))];
+  return (col % 8) < 4 ? (b & 0x0f) : (b >> 4);
+}
+
+float PackedW4::scale_at(int64_t row, int64_t g) const {
+  const int64_t t = row / kTileN, c = row % kTileN;
+  return fp16_to_fp32(scale[static_cast<size_t>((t * groups() + g) * kTileN + c)]);
+}
+
+int PackedW4::zero_at(int64_t row, int64_t g) const {
+  if (!has_zero) return 8;
+  const int64_t t = row / kTileN, c = row % kTileN;
+  return zero[static_cast<size_t>((t * groups() + g) * kTileN + c)];
+}
+
+PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_t group, const float* scales,
+                 const uint8_t* zeros) {
+  if (n <= 0 || k <= 0) fail<ShapeError>("pack_w4: weight shape [{}, {}] is empty", n, k);
+  if (k > kMaxK) fail<ShapeError>("pack_w4: K = {} exceeds the int32-exact limit {}", k, kMaxK);
+  if (group <= 0 || group % 8 != 0 || k % group != 0)
+    fail<InvalidArgument>("pack_w4: group size {} must be a positive multiple of 8 dividing K = {}", group, k);
+  if (ldc < k) fail<InvalidArgument>("pack_w4: leading dimension {} < K = {}", ldc, k);
+  if (!codes || !scales) fail<InvalidArgument>("pack_w4: null codes or scales");
+  PackedW4 p;
+  p.n = n;
+  p.k = k;
+  p.group = group;
+  p.has_zero = zeros != nullptr;
+  const int64_t nt = p.n_tiles(), G = p.groups();
+  p.data.assign(static_cast<size_t>(nt * p.tile_bytes()), 0);
+  // Padding columns: scale 0 (fp16 zero), code 0, zero-point 0 -> they contribute nothing and are never stored.
+  p.scale.assign(static_cast<size_t>(nt * G * kTileN), 0);
+  if (p.has_zero) p.zero.assign(static_cast<size_t>(nt * G * kTileN), 0);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t t = r / kTileN, c = r % kTileN;
+    for (int64_t j = 0; j < k; ++j) {
+      const uint8_t v = codes[r * ldc + j];
+      if (v > 15) fail<InvalidArgument>("pack_w4: code {} at [{}, {}] is not a 4-bit value", v, r, j);
+      uint8_t& b = p.data[static_cast<size_t>(t * p.tile_bytes() + (j / 8) * 64 + c * 4 + (j % 4))];
+      b = static_cast<uint8_t>((j % 8) < 4 ? ((b & 0xf0) | v) : ((b & 0x0f) | (v << 4)));
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      const float s = scales[r * G + g];
+      if (!std::isfinite(s) || s < 0.0f)
+        fail<InvalidArgument>("pack_w4: scale {} of row {} group {} is negative or not finite", s, r, g);
+      p.scale[static_cast<size_t>((t * G + g) * kTileN + c)] = fp32_to_fp16(s);
+      if (!std::isfinite(fp16_to_fp32(fp32_to_fp16(s))))
+        fail<InvalidArgument>("pack_w4: scale {} of row {} group {} overflows fp16", s, r, g);
+      if (p.has_zero) {
+        const uint8_t z = zeros[r * G + g];
+        if (z > 15) fail<InvalidArgument>("pack_w4: zero-point {} of row {} group {} is not a 4-bit value", z, r, g);
+        p.zero[static_cast<size_t>((t * G + g) * kTileN + c)] = z;
+      }
+    }
+  }
+  return p;
+}
+
+PackedW4 pack_w4(const QuantizedTensor& q) {
+  const QuantScheme& s = q.scheme;
+  if (s.bits != 4 || s.granularity != Granularity::PerGroup || !q.g_idx.empty())
+    fail<InvalidArgument>("pack_w4: needs 4-bit per-group weights without act-order, got {}", s.describe());
+  const int64_t G = q.cols / s.group_size;
+  std::vector<uint8_t> codes(static_cast<size_t>(q.rows * q.cols));
+  std::vector<float> sc(static_cast<size_t>(q.rows * G));
+  std::vector<uint8_t> zs(static_cast<size_t>(q.rows * G));
+  bool all8 = true;
+  for (int64_t r = 0; r < q.rows; ++r) {
+    for (int64_t g = 0; g < G; ++g) {
+      sc[static_cast<size_t>(r * G + g)] = q.params.scale(r, g);
+      const int z = q.params.zero_point(r, g) - s.qmin();
+      if (z < 0 || z > 15) fail<InvalidArgument>("pack_w4: zero-point of row {} group {} does not fit 4 bits", r, g);
+      zs[static_cast<size_t>(r * G + g)] = static_cast<uint8_t>(z);
+      all8 = all8 && z == 8;
+    }
+    for (int64_t c = 0; c < q.cols; ++c)
+      codes[static_cast<size_t>(r * q.cols + c)] = static_cast<uint8_t>(q.code(r, c) - s.qmin());
+  }
+  return pack_w4(codes.data(), q.rows, q.cols, q.cols, s.group_size, sc.data(), all8 ? nullptr : zs.data());
+}
+
+// ------------------------------------------------------------------ int4 products
+QuantizedActs quantize_acts(const float* x, int64_t m, int64_t k, int64_t ldx, int64_t group, ActQuant mode) {
+  if (m < 0 || k <= 0 || group <= 0 || k % group != 0)
+    fail<InvalidArgument>("quantize_acts: group {} must divide K = {} (M = {})", group, k, m);
+  if (ldx < k) fail<InvalidArgument>("quantize_acts: leading dimension {} < K = {}", ldx, k);
+  if (m > 0 && !x) fail<InvalidArgument>("quantize_acts: null input");
+  QuantizedActs a;
+  a.m = m;
+  a.k = k;
+  a.groups = k / group;
+  a.q.resize(static_cast<size_t>(m * k));
+  a.scale.resize(static_cast<size_t>(m * a.groups));
+  a.sum.resize(static_cast<size_t>(m * a.groups));
+  const int64_t block = mode == ActQuant::per_row ? k : group;
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * ldx;
+    check_finite_row(xr, k, r, "quantize_acts");
+    for (int64_t b0 = 0; b0 < k; b0 += block) {
+      float amax = 0.0f;
+      for (int64_t j = b0; j < b0 + block; ++j) amax = std::max(amax, std::fabs(xr[j]));
+      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+      for (int64_t j = b0; j < b0 + block; ++j)
+        a.q[static_cast<size_t>(r * k + j)] = static_cast<int8_t>(std::clamp(std::nearbyint(xr[j] / s), -127.0f, 127.0f));
+      for (int64_t g = b0 / group; g < (b0 + block) / group; ++g) a.scale[static_cast<size_t>(r * a.groups + g)] = s;
+    }
+    for (int64_t g = 0; g < a.groups; ++g) {
+      int32_t sum = 0;
+      for (int64_t j = g * group; j < (g + 1) * group; ++j) sum += a.q[static_cast<size_t>(r * k + j)];
+      a.sum[static_cast<size_t>(r * a.groups + g)] = sum;
+    }
+  }
+  return a;
+}
+
+void gemm_w4(const QuantizedActs& a, const PackedW4& w, const float* bias, float* y, int64_t ldy, const Exec& ex) {
+  check_w4(w, "gemm_w4");
+  if (a.k != w.k || a.groups != w.groups() || a.q.size() != static_cast<size_t>(a.m * a.k))
+    fail<ShapeError>("gemm_w4: activations [{}, {}] with {} groups do not match weights [{}, {}] with {} groups", a.m,
+                     a.k, a.groups, w.n, w.k, w.groups());
+  check_rows("gemm_w4 (Y)", a.m, ldy, w.n, y);
+  const detail::KernelTable& t = table(ex);
+  detail::W4Problem p;
+  p.qa = a.q.data();
+  p.lda = a.k;
+  p.a_scale = a.scale.data();
+  p.a_sum = a.sum.data();
+  p.w = &w;
+  p.c = y;
+  p.ldc = ldy;
+  p.bias = bias;
+  const detail::W4Fn fn = a.m == 1 ? t.gemv_w4 : t.gemm_w4;
+  parallel_tiles(a.m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { fn(p, m0, m1, t0, t1); });
+}
+
+void gemm_w4(const float* x, int64_t m, int64_t ldx, const PackedW4& w, const float* bias, float* y, int64_t ldy,
+             ActQuant mode, const Exec& ex) {
+  check_w4(w, "gemm_w4");
+  const QuantizedActs a = quantize_acts(x, m, w.k, ldx, w.group, mode);
+  gemm_w4(a, w, bias, y, ldy, ex);
+}
+
+void gemm_w4_f32(const float* x, int64_t m, int64_t ldx, const PackedW4& w, const float* bias, float* y,
+                 int64_t ldy, const Exec& ex) {
+  check_w4(w, "gemm_w4_f32");
+  check_rows("gemm_w4_f32 (X)", m, ldx, w.k, x);
+  check_rows("gemm_w4_f32 (Y)", m, ldy, w.n, y);
+  const detail::KernelTable& t = table(ex);
+  detail::W4F32Problem p;
+  p.a = x;
+  p.lda = ldx;
+  p.w = &w;
+  p.c = y;
+  p.ldc = ldy;
+  p.bias = bias;
+  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_w4_f32(p, m0, m1, t0, t1); });
+}
+
+}  // namespace qk::kernels

@@ -276,22 +276,6 @@ float search_pos(int n, int nmax, const float* x, uint8_t* L, const float* qw) {
   return sumlx / suml2;
 }
 
-// Index of the nearest entry of a sorted 16-entry table, ties to the upper one only when strictly closer
-// (best_index_int8).
-int nearest_index(const int8_t* val, float x) {
-  if (x <= static_cast<float>(val[0])) return 0;
-  if (x >= static_cast<float>(val[15])) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (x < static_cast<float>(val[mid]))
-      hi = mid;
-    else
-      lo = mid;
-  }
-  return x - static_cast<float>(val[hi - 1]) < static_cast<float>(val[hi]) - x ? hi - 1 : hi;
-}
-
 // Signed value of largest magnitude (first one on ties).
 float signed_absmax(const float* x, int n, float* amax_out) {
   float amax = 0.0f, max = 0.0f;

@@ -45,6 +45,22 @@ void encode_q8_K(const float* x, BlockQ8_K* y);
 void quantize_row(Type t, const float* x, int64_t n, void* y, const float* importance);
 void dequantize_row(Type t, const void* x, int64_t n, float* y);
 
+// Index of the nearest entry of a sorted 16-entry table; between two entries the lower one unless the upper is
+// strictly closer (ggml-quants.c best_index_int8).
+inline int nearest_index(const int8_t* val, float x) {
+  if (x <= static_cast<float>(val[0])) return 0;
+  if (x >= static_cast<float>(val[15])) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (x < static_cast<float>(val[mid]))
+      hi = mid;
+    else
+      lo = mid;
+  }
+  return x - static_cast<float>(val[hi - 1]) < static_cast<float>(val[hi]) - x ? hi - 1 : hi;
+}
+
 // 6-bit scale and min j (0..7) of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4).
 inline void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   if (j < 4) {

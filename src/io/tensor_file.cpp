@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "detail.hpp"
 #include "qk/core/half.hpp"
@@ -18,7 +19,7 @@ namespace qk::io {
 
 namespace detail {
 // Defined in ggml_dequant.cpp: float32 values of `n` elements of a ggml block type.
-void dequantize_ggml_block_type(int type, std::span<const std::byte> bytes, float* out, int64_t n,
+void dequantize_ggml_block_type(int type, std::span<const std::byte> bytes, float* out, int64_t rows, int64_t cols,
                                 const std::string& where);
 }  // namespace detail
 
@@ -237,7 +238,7 @@ RowMatrixXf TensorFile::read_matrix(const TensorInfo& t) const {
       for (int64_t i = 0; i < n; ++i) out[i] = f8_e5m2_to_f32(static_cast<uint8_t>(s[i]));
       break;
     case DType::Ggml:
-      detail::dequantize_ggml_block_type(t.ggml_type, b, out, n, fmt::format("{}: tensor '{}'", path_.string(), t.name));
+      detail::dequantize_ggml_block_type(t.ggml_type, b, out, rows, cols, fmt::format("{}: tensor '{}'", path_.string(), t.name));
       break;
   }
   return m;

@@ -1,2 +1,4 @@
 # Methods (GPTQ, AWQ, SmoothQuant, LLM.int8(), RTN, Hessian): tests on the reference problems of tests/data/methods.
 qk_add_test(test_methods_gptq SOURCES methods/test_gptq.cpp LABELS unit reference)
+qk_add_test(test_methods_awq SOURCES methods/test_awq.cpp LABELS unit reference)
+qk_add_test(test_methods_smoothquant SOURCES methods/test_smoothquant.cpp LABELS unit reference)

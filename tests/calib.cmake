@@ -1,3 +1,4 @@
 # Calibration observers and codebooks (include/qk/calib, include/qk/core/codebook.hpp).
 # The reference sets are copied into tests/data/calib, so these run without shared/data.
 qk_add_test(test_calib_reference SOURCES calib/test_calib_reference.cpp)
+qk_add_test(test_codebook SOURCES calib/test_codebook.cpp)

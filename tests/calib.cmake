@@ -2,3 +2,4 @@
 # The reference sets are copied into tests/data/calib, so these run without shared/data.
 qk_add_test(test_calib_reference SOURCES calib/test_calib_reference.cpp)
 qk_add_test(test_codebook SOURCES calib/test_codebook.cpp)
+qk_add_test(test_calib_observers SOURCES calib/test_calib_observers.cpp)

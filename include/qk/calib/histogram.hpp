@@ -40,6 +40,7 @@ class Histogram {
     if (capacity < 8 || capacity > (int64_t{1} << 26))
       fail<InvalidArgument>("histogram: bin count must be in 8..2^26, got {}", capacity);
     counts_.assign(static_cast<size_t>(cap_), 0);
+    if (mode_ == HistMode::Abs) neg_.assign(static_cast<size_t>(cap_), 0);
     nf_ = static_cast<float>(cap_);
   }
 
@@ -55,6 +56,8 @@ class Histogram {
   float grid_numerator() const { return nf_; }
   float grid_denominator() const { return den_; }
   std::span<const uint64_t> counts() const { return counts_; }
+  // Abs mode: how many of each bin's counts came from negative values (empty span in Signed mode).
+  std::span<const uint64_t> negative_counts() const { return neg_; }
   // Exact extremes of what was counted (of |x| in Abs mode) and the exact sum of squares.
   float min() const { return min_; }
   float max() const { return max_; }
@@ -98,6 +101,7 @@ class Histogram {
     const float nf = nf_, den = den_;
     const int64_t k0 = k0_, last = cap_ - 1;
     uint64_t* c = counts_.data();
+    uint64_t* ng = neg_.data();
     uint64_t nz = 0;
     constexpr int64_t kChunk = 1024;
     int32_t idx[kChunk];
@@ -119,6 +123,8 @@ class Histogram {
       }
       for (int64_t i = 0; i < m; ++i) nz += xs[i] == 0.0f;
       for (int64_t i = 0; i < m; ++i) ++c[idx[i]];
+      if (mode_ == HistMode::Abs)
+        for (int64_t i = 0; i < m; ++i) ng[idx[i]] += xs[i] < 0.0f;
     }
     zeros_ += nz;
     total_ += static_cast<uint64_t>(n);
@@ -149,6 +155,7 @@ class Histogram {
       if (!cnt) continue;
       const int64_t k = k0_ + i;
       h.counts_[static_cast<size_t>((k < 0 ? -k - 1 : k) >> shift)] += cnt;
+      if (k < 0) h.neg_[static_cast<size_t>((-k - 1) >> shift)] += cnt;
     }
     h.total_ = total_;
     h.zeros_ = zeros_;
@@ -206,14 +213,16 @@ class Histogram {
       // floor division by 2^s of negative indices: arithmetic shift right.
       while ((kh >> shift) - (kl >> shift) + 1 > cap_) ++shift;
       const int64_t nk0 = kl >> shift;
-      std::vector<uint64_t> nc(static_cast<size_t>(cap_), 0);
+      std::vector<uint64_t> nc(static_cast<size_t>(cap_), 0), nn(neg_.size(), 0);
       for (int64_t i = 0; i < cap_; ++i) {
         const uint64_t cnt = counts_[static_cast<size_t>(i)];
         if (!cnt) continue;
-        const int64_t k = ((k0_ + i) >> shift) - nk0;
-        nc[static_cast<size_t>(std::clamp<int64_t>(k, 0, cap_ - 1))] += cnt;
+        const size_t k = static_cast<size_t>(std::clamp<int64_t>(((k0_ + i) >> shift) - nk0, 0, cap_ - 1));
+        nc[k] += cnt;
+        if (!neg_.empty()) nn[k] += neg_[static_cast<size_t>(i)];
       }
       counts_.swap(nc);
+      neg_.swap(nn);
       k0_ = nk0;
       den_ = std::ldexp(den_, shift);
     }
@@ -222,6 +231,7 @@ class Histogram {
   int64_t cap_;
   HistMode mode_;
   std::vector<uint64_t> counts_;
+  std::vector<uint64_t> neg_;  // Abs mode: negatives per bin
   float nf_ = 0.0f;
   float den_ = 1.0f;  // bin width · capacity
   int64_t k0_ = 0;
@@ -246,18 +256,37 @@ struct AffineQuantizer {
 
 // Fake-quant MSE per counted value that a histogram predicts for quantizer Q, taking the values as uniformly
 // spread inside each bin (the outermost occupied bins are narrowed to the exact observed min/max, and exact zeros
-// are a point mass at 0, which matters after ReLU or padding). Each bin's
-// contribution is the exact integral of (x - Q(x))² over the pieces where Q is constant:
-// ∫_{u1}^{u2} (x - v)² dx = ((u2 - v)³ - (u1 - v)³) / 3.
-// An Abs histogram holds |x|: the prediction is that of the positive half, mirrored.
+// are a point mass at 0, which matters after ReLU or padding). Each bin's contribution is the exact integral of
+// (x - Q(x))² over the pieces where Q is constant: ∫_{u1}^{u2} (x - v)² dx = ((u2 - v)³ - (u1 - v)³) / 3.
+// An Abs histogram holds |x| and, per bin, how many values were negative: those are measured against the mirrored
+// quantizer (-Q(-u)), so asymmetric code ranges such as [-128, 127] are predicted exactly.
 inline double predicted_mse(const Histogram& h, const AffineQuantizer& Q) {
   if (h.empty()) return 0.0;
   const auto c = h.counts();
+  const auto neg = h.negative_counts();
   const double w = h.width(), s = Q.scale;
   const int64_t first = h.first_nonzero(), end = h.last_nonzero_end();
   const double lo_obs = h.min(), hi_obs = h.max();
+  // -Q(-u) = clamp(round(u/s), zp - qmax, zp - qmin)·s  (round half to even is odd-symmetric)
+  const AffineQuantizer M{Q.scale, 0, Q.zero_point - Q.qmax, Q.zero_point - Q.qmin};
   double acc = 0.0;
   auto cube = [](double t) { return t * t * t; };
+  // ∫_a^b (x - q(x))² dx for quantizer q, b > a
+  auto integral = [&](const AffineQuantizer& q, double a, double b) {
+    auto code = [&](double x) {
+      return static_cast<int64_t>(
+          std::clamp(std::floor(x / s + 0.5) + q.zero_point, static_cast<double>(q.qmin), static_cast<double>(q.qmax)));
+    };
+    const int64_t qa = code(a), qb = code(b);
+    double r = 0.0;
+    for (int64_t k = qa; k <= qb; ++k) {
+      const double v = static_cast<double>(k - q.zero_point) * s;
+      const double u1 = k == q.qmin ? a : std::max(a, (static_cast<double>(k - q.zero_point) - 0.5) * s);
+      const double u2 = k == q.qmax ? b : std::min(b, (static_cast<double>(k - q.zero_point) + 0.5) * s);
+      if (u2 > u1) r += cube(u2 - v) - cube(u1 - v);
+    }
+    return r / 3.0;
+  };
   const int64_t zb = h.zero_bin();
   if (h.zeros() > 0) {
     const double e = Q.apply(0.0);
@@ -265,27 +294,22 @@ inline double predicted_mse(const Histogram& h, const AffineQuantizer& Q) {
   }
   for (int64_t i = first; i < end; ++i) {
     uint64_t cnt = c[static_cast<size_t>(i)];
-    if (i == zb) cnt -= std::min(cnt, h.zeros());
     if (!cnt) continue;
-    double a = std::max(h.edge(i), lo_obs), b = std::min(h.edge(i) + w, hi_obs);
-    if (!(b > a)) {  // a point mass
-      const double e = a - Q.apply(a);
-      acc += static_cast<double>(cnt) * e * e;
-      continue;
+    const uint64_t nneg = neg.empty() ? 0 : neg[static_cast<size_t>(i)];
+    uint64_t npos = cnt - nneg;
+    if (i == zb) npos -= std::min(npos, h.zeros());
+    const double a = std::max(h.edge(i), lo_obs), b = std::min(h.edge(i) + w, hi_obs);
+    for (int side = 0; side < 2; ++side) {
+      const uint64_t n = side == 0 ? npos : nneg;
+      if (!n) continue;
+      const AffineQuantizer& q = side == 0 ? Q : M;
+      if (!(b > a)) {  // a point mass
+        const double e = a - q.apply(a);
+        acc += static_cast<double>(n) * e * e;
+      } else {
+        acc += static_cast<double>(n) * integral(q, a, b) / (b - a);
+      }
     }
-    auto code = [&](double x) {
-      return static_cast<int64_t>(
-          std::clamp(std::floor(x / s + 0.5) + Q.zero_point, static_cast<double>(Q.qmin), static_cast<double>(Q.qmax)));
-    };
-    const int64_t qa = code(a), qb = code(b);
-    double integral = 0.0;
-    for (int64_t q = qa; q <= qb; ++q) {
-      const double v = static_cast<double>(q - Q.zero_point) * s;
-      const double u1 = q == Q.qmin ? a : std::max(a, (static_cast<double>(q - Q.zero_point) - 0.5) * s);
-      const double u2 = q == Q.qmax ? b : std::min(b, (static_cast<double>(q - Q.zero_point) + 0.5) * s);
-      if (u2 > u1) integral += cube(u2 - v) - cube(u1 - v);
-    }
-    acc += static_cast<double>(cnt) * integral / (3.0 * (b - a));
   }
   return acc / static_cast<double>(h.total());
 }

@@ -54,7 +54,7 @@ inline void load_bias16(const float* bias, int64_t valid, __m256& lo, __m256& hi
 template <int MR, int NT>
 void s8_block(const S8Problem& p, int64_t m, int64_t t) {
   const PackedS8& w = *p.w;
-  const int64_t K = w.k, kq = K / 4, rem = K % 4, tb = w.tile_bytes();
+  const int64_t kq = w.k_pad / 4, tb = w.tile_bytes();  // A rows are readable up to k_pad (see dispatch)
   const int8_t* wp = w.data.data() + t * tb;
   const uint8_t* ar[MR];
 #pragma GCC unroll 8
@@ -90,11 +90,6 @@ void s8_block(const S8Problem& p, int64_t m, int64_t t) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) a4[i] = load_u32(ar[i] + 4 * q);
     step(q, a4);
-  }
-  if (rem) {
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) a4[i] = load_tail_u32(ar[i] + 4 * kq, rem);
-    step(kq, a4);
   }
   const __m256i zp = _mm256_set1_epi32(p.a_zp);
 #pragma GCC unroll 8

@@ -24,7 +24,7 @@ inline __m512i widen4(uint32_t a) { return _mm512_set1_epi64(static_cast<long lo
 template <int MR, int NT>
 void s8_block(const S8Problem& p, int64_t m, int64_t t) {
   const PackedS8& w = *p.w;
-  const int64_t K = w.k, kq = K / 4, rem = K % 4, tb = w.tile_bytes();
+  const int64_t kq = w.k_pad / 4, tb = w.tile_bytes();  // A rows are readable up to k_pad (see dispatch)
   const int8_t* wp = w.data.data() + t * tb;
   const uint8_t* ar[MR];
 #pragma GCC unroll 8
@@ -59,11 +59,6 @@ void s8_block(const S8Problem& p, int64_t m, int64_t t) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) a4[i] = load_u32(ar[i] + 4 * q);
     step(q, a4);
-  }
-  if (rem) {
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) a4[i] = load_tail_u32(ar[i] + 4 * kq, rem);
-    step(kq, a4);
   }
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);

@@ -111,6 +111,18 @@ void check_w4(const PackedW4& w, const char* what) {
     fail<InvalidArgument>("{}: weights are not packed for the int4 kernels (layout {})", what, layout_name(w.layout));
 }
 
+// The SIMD int8 kernels read A in 4-byte slices up to k_pad. When K is not a multiple of 4, the rows are copied
+// into a zero-padded buffer first (O(M*K), small next to the O(M*N*K) product), so no kernel needs a tail path.
+const uint8_t* pad_rows(const uint8_t* a, int64_t m, int64_t lda, const PackedS8& w, int64_t& lda_out,
+                        std::vector<uint8_t>& buf) {
+  lda_out = lda;
+  if (w.k == w.k_pad) return a;
+  buf.assign(static_cast<size_t>(m * w.k_pad), 0);
+  for (int64_t r = 0; r < m; ++r) std::copy(a + r * lda, a + r * lda + w.k, buf.begin() + r * w.k_pad);
+  lda_out = w.k_pad;
+  return buf.data();
+}
+
 void check_finite_row(const float* x, int64_t k, int64_t row, const char* what) {
   for (int64_t i = 0; i < k; ++i)
     if (!std::isfinite(x[i])) fail<NumericError>("{}: activation row {} column {} is not finite", what, row, i);
@@ -244,8 +256,8 @@ void gemm_s8(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point, con
   if (a_zero_point < 0 || a_zero_point > 255) fail<InvalidArgument>("gemm_s8: activation zero-point {} not in 0..255", a_zero_point);
   const detail::KernelTable& t = table(ex);
   detail::S8Problem p;
-  p.a = a;
-  p.lda = lda;
+  std::vector<uint8_t> padded;
+  p.a = pad_rows(a, m, lda, w, p.lda, padded);
   p.a_zp = a_zero_point;
   p.w = &w;
   p.c32 = c;
@@ -272,8 +284,8 @@ void gemm_s8_f32(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point,
   if (a_zero_point < 0 || a_zero_point > 255) fail<InvalidArgument>("gemm_s8_f32: activation zero-point {} not in 0..255", a_zero_point);
   const detail::KernelTable& t = table(ex);
   detail::S8Problem p;
-  p.a = a;
-  p.lda = lda;
+  std::vector<uint8_t> padded;
+  p.a = pad_rows(a, m, lda, w, p.lda, padded);
   p.a_zp = a_zero_point;
   p.w = &w;
   p.cf = c;

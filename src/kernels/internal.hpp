@@ -67,11 +67,5 @@ inline uint32_t load_u32(const void* p) {
   std::memcpy(&v, p, 4);
   return v;
 }
-// The last 1..3 bytes of a row, zero-extended (never reads past the end).
-inline uint32_t load_tail_u32(const void* p, int64_t n) {
-  uint32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(n));
-  return v;
-}
 
 }  // namespace qk::kernels::detail

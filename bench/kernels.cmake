@@ -1,0 +1,11 @@
+# bench_gemm compares with oneDNN's int8 matmul when libdnnl-dev is installed.
+if(TARGET bench_gemm)
+  find_package(dnnl CONFIG QUIET)
+  if(dnnl_FOUND)
+    target_compile_definitions(bench_gemm PRIVATE QK_HAVE_DNNL)
+    target_link_libraries(bench_gemm PRIVATE DNNL::dnnl)
+    message(STATUS "bench_gemm: comparing with oneDNN ${dnnl_VERSION}")
+  else()
+    message(STATUS "bench_gemm: oneDNN not found, its comparison is left out")
+  endif()
+endif()

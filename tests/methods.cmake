@@ -2,3 +2,7 @@
 qk_add_test(test_methods_gptq SOURCES methods/test_gptq.cpp LABELS unit reference)
 qk_add_test(test_methods_awq SOURCES methods/test_awq.cpp LABELS unit reference)
 qk_add_test(test_methods_smoothquant SOURCES methods/test_smoothquant.cpp LABELS unit reference)
+if(TARGET qtool)
+  qk_add_test(test_methods_cli SOURCES methods/test_cli.cpp LABELS cli)
+  add_dependencies(test_methods_cli qtool)
+endif()

@@ -31,7 +31,7 @@ void setup_quantize(CLI::App& app, Runner& run) {
   sub->add_option("--type", o->type, "Model mode: output encoding (q4_0, q4_k, q8_0, int4-g128, nf4, ...)");
   sub->add_option("--imatrix", o->imatrix, "Model mode: importance matrix file");
   sub->add_option("--skip", o->skip, "Model mode: regex of tensor names to keep unquantized (repeatable)");
-  sub->add_option("--fallback", o->fallback, "Model mode: type for tensors a block type cannot hold");
+  sub->add_option("--fallback", o->fallback, "Model mode: type for tensors a block type cannot hold (auto: llama.cpp's 32-block alternative of a K-quant, then f16)");
   sub->add_flag("--quantize-embeddings", o->quantize_embeddings, "Model mode: also quantize token embeddings");
   sub->add_flag("--quantize-output", o->quantize_output, "Model mode: also quantize the output projection");
   sub->add_option("--format", o->output_format, "Output container: gguf | safetensors | gptq (default: by extension)");

@@ -34,7 +34,7 @@ struct QuantizeOptions {
   std::optional<std::string> type;
   std::string imatrix;
   std::vector<std::string> skip;
-  std::string fallback = "f16";
+  std::string fallback = "auto";  // auto: llama.cpp's 32-block demotion of K-quants, then f16
   bool quantize_embeddings = false;
   bool quantize_output = false;
   std::string output_format;  // gguf | safetensors | gptq; default from the output's extension

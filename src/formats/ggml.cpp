@@ -13,11 +13,6 @@
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 namespace qk::ggml {
 namespace {

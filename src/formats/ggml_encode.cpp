@@ -13,12 +13,6 @@
 
 #include "ggml_internal.hpp"
 
-// Contracting a*b+c into an FMA would change rounding; ggml's reference code is built without it.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 namespace qk::ggml::detail {
 namespace {
@@ -208,6 +202,196 @@ float search_affine(int n, int nmax, const float* x, const float* weights, uint8
   return scale;
 }
 
+// search_affine on G independent groups of N values at once, lane k = group k (the K-quants' sub-blocks).
+// Every lane performs exactly the scalar operations in the scalar order (so the results are bit-identical); the
+// lanes only interleave, which hides the latency of the sequential sums and lets the compiler vectorize across
+// groups. x, weights: G groups of N consecutive values; L: G*N codes (same layout); scale/the_min: G results.
+// Clamped nearest integer of v as a float, in [lo, hi] (small integers are exact in float, so clamping after
+// the conversion equals clamping the int): the loops below stay in float registers and vectorize.
+inline float nearest_clamp_f(float v, float lo, float hi) {
+  const float r = static_cast<float>(nearest_int(v));
+  return std::min(hi, std::max(lo, r));
+}
+
+template <int G, int N>
+void search_affine_batch(int nmax, const float* x, const float* weights, uint8_t* L, float* scale_out,
+                         float* the_min_out, float rmin, float rdelta, int nstep, bool use_mad, bool strict) {
+  alignas(64) float xt[N][G], wt[N][G], Lb[N][G], La[N][G];
+  for (int k = 0; k < G; ++k)
+    for (int i = 0; i < N; ++i) {
+      xt[i][k] = x[k * N + i];
+      wt[i][k] = weights[k * N + i];
+    }
+  const float fmax_l = static_cast<float>(nmax);
+  alignas(64) float min[G], max[G], sum_w[G], sum_x[G], scale[G], best_mad[G], range[G], iscale[G];
+  bool degenerate[G];
+  for (int k = 0; k < G; ++k) {
+    min[k] = max[k] = xt[0][k];
+    sum_w[k] = wt[0][k];
+    sum_x[k] = sum_w[k] * xt[0][k];
+  }
+  for (int i = 1; i < N; ++i)
+    for (int k = 0; k < G; ++k) {
+      min[k] = xt[i][k] < min[k] ? xt[i][k] : min[k];
+      max[k] = xt[i][k] > max[k] ? xt[i][k] : max[k];
+      sum_w[k] += wt[i][k];
+      sum_x[k] += wt[i][k] * xt[i][k];
+    }
+  for (int k = 0; k < G; ++k) {
+    if (min[k] > 0) min[k] = 0;
+    degenerate[k] = strict ? max[k] <= min[k] : max[k] == min[k];
+    range[k] = degenerate[k] ? 1.0f : max[k] - min[k];  // degenerate lanes compute harmlessly, results discarded
+    iscale[k] = fmax_l / range[k];
+    scale[k] = 1 / iscale[k];
+    best_mad[k] = 0;
+  }
+  for (int i = 0; i < N; ++i)
+    for (int k = 0; k < G; ++k) {
+      const float l = nearest_clamp_f(iscale[k] * (xt[i][k] - min[k]), 0.0f, fmax_l);
+      Lb[i][k] = l;
+      float diff = scale[k] * l + min[k] - xt[i][k];
+      diff = use_mad ? std::fabs(diff) : diff * diff;
+      best_mad[k] += wt[i][k] * diff;
+    }
+  if (nstep >= 1) {
+    for (int is = 0; is <= nstep; ++is) {
+      alignas(64) float sum_l[G], sum_l2[G], sum_xl[G];
+      for (int k = 0; k < G; ++k) {
+        // (max - min) with the current min of the lane, as the scalar search does
+        const float r = degenerate[k] ? 1.0f : max[k] - min[k];
+        iscale[k] = (rmin + rdelta * static_cast<float>(is) + fmax_l) / r;
+        sum_l[k] = sum_l2[k] = sum_xl[k] = 0;
+      }
+      for (int i = 0; i < N; ++i)
+        for (int k = 0; k < G; ++k) {
+          const float fl = nearest_clamp_f(iscale[k] * (xt[i][k] - min[k]), 0.0f, fmax_l);
+          La[i][k] = fl;
+          const float w = wt[i][k];
+          sum_l[k] += w * fl;
+          sum_l2[k] += w * fl * fl;
+          sum_xl[k] += w * fl * xt[i][k];
+        }
+      alignas(64) float this_scale[G], this_min[G], mad[G];
+      bool ok[G];
+      for (int k = 0; k < G; ++k) {
+        const float D = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+        ok[k] = D > 0;
+        this_scale[k] = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / (ok[k] ? D : 1.0f);
+        this_min[k] = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / (ok[k] ? D : 1.0f);
+        if (this_min[k] > 0) {
+          this_min[k] = 0;
+          this_scale[k] = sum_xl[k] / sum_l2[k];
+        }
+        mad[k] = 0;
+      }
+      for (int i = 0; i < N; ++i)
+        for (int k = 0; k < G; ++k) {
+          float diff = this_scale[k] * La[i][k] + this_min[k] - xt[i][k];
+          diff = use_mad ? std::fabs(diff) : diff * diff;
+          mad[k] += wt[i][k] * diff;
+        }
+      bool take[G];
+      bool any = false;
+      for (int k = 0; k < G; ++k) {
+        take[k] = !degenerate[k] && ok[k] && mad[k] < best_mad[k];
+        any |= take[k];
+        if (take[k]) {
+          best_mad[k] = mad[k];
+          scale[k] = this_scale[k];
+          min[k] = this_min[k];
+        }
+      }
+      if (any)
+        for (int i = 0; i < N; ++i)
+          for (int k = 0; k < G; ++k) Lb[i][k] = take[k] ? La[i][k] : Lb[i][k];
+    }
+  }
+  for (int k = 0; k < G; ++k) {
+    for (int i = 0; i < N; ++i) L[k * N + i] = degenerate[k] ? 0 : static_cast<uint8_t>(Lb[i][k]);
+    scale_out[k] = degenerate[k] ? 0.0f : scale[k];
+    the_min_out[k] = -min[k];
+  }
+}
+
+// search_sym on G groups of N values at once (see search_affine_batch); qw: G*N weights or nullptr (x^2).
+template <int G, int N>
+void search_sym_batch(int nmax, const float* x, int8_t* L, const float* qw, float* scale_out) {
+  float xt[N][G], wt[N][G];
+  int8_t Lb[N][G], La[N][G];
+  for (int k = 0; k < G; ++k)
+    for (int i = 0; i < N; ++i) {
+      const float v = x[k * N + i];
+      xt[i][k] = v;
+      wt[i][k] = qw ? qw[k * N + i] : v * v;
+    }
+  float max[G], amax[G];
+  for (int k = 0; k < G; ++k) max[k] = amax[k] = 0;
+  for (int i = 0; i < N; ++i)
+    for (int k = 0; k < G; ++k) {
+      const float ax = std::fabs(xt[i][k]);
+      if (ax > amax[k]) {
+        amax[k] = ax;
+        max[k] = xt[i][k];
+      }
+    }
+  bool zero[G];
+  float sumlx[G], suml2[G], scale[G], best[G], den[G];
+  for (int k = 0; k < G; ++k) {
+    zero[k] = amax[k] < kGroupMaxEps;
+    den[k] = zero[k] ? 1.0f : max[k];
+    sumlx[k] = suml2[k] = 0;
+  }
+  for (int i = 0; i < N; ++i)
+    for (int k = 0; k < G; ++k) {
+      const float iscale = static_cast<float>(-nmax) / den[k];
+      int l = nearest_int(iscale * xt[i][k]);
+      l = std::max(-nmax, std::min(nmax - 1, l));
+      Lb[i][k] = static_cast<int8_t>(l + nmax);
+      const float fl = static_cast<float>(l);
+      sumlx[k] += wt[i][k] * xt[i][k] * fl;
+      suml2[k] += wt[i][k] * fl * fl;
+    }
+  for (int k = 0; k < G; ++k) {
+    scale[k] = suml2[k] != 0.0f ? sumlx[k] / suml2[k] : 0.0f;
+    best[k] = scale[k] * sumlx[k];
+  }
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    float iscale[G];
+    for (int k = 0; k < G; ++k) {
+      iscale[k] = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / den[k];
+      sumlx[k] = suml2[k] = 0;
+    }
+    for (int i = 0; i < N; ++i)
+      for (int k = 0; k < G; ++k) {
+        int l = nearest_int(iscale[k] * xt[i][k]);
+        l = std::max(-nmax, std::min(nmax - 1, l));
+        La[i][k] = static_cast<int8_t>(l + nmax);
+        const float fl = static_cast<float>(l);
+        sumlx[k] += wt[i][k] * xt[i][k] * fl;
+        suml2[k] += wt[i][k] * fl * fl;
+      }
+    bool take[G];
+    bool any = false;
+    for (int k = 0; k < G; ++k) {
+      take[k] = suml2[k] > 0 && sumlx[k] * sumlx[k] > best[k] * suml2[k];
+      any |= take[k];
+      if (take[k]) {
+        scale[k] = sumlx[k] / suml2[k];
+        best[k] = scale[k] * sumlx[k];
+      }
+    }
+    if (any)
+      for (int i = 0; i < N; ++i)
+        for (int k = 0; k < G; ++k)
+          if (take[k]) Lb[i][k] = La[i][k];
+  }
+  for (int k = 0; k < G; ++k) {
+    for (int i = 0; i < N; ++i) L[k * N + i] = zero[k] ? 0 : Lb[i][k];
+    scale_out[k] = zero[k] ? 0.0f : scale[k];
+  }
+}
+
 // Non-negative levels [0, nmax] for the sub-block scales/mins of the weighted K-quant paths: 9 trial scales
 // around nmax/max by weighted squared error, then up to 5 coordinate-descent sweeps (make_qp_quants).
 float search_pos(int n, int nmax, const float* x, uint8_t* L, const float* qw) {
@@ -388,8 +572,7 @@ void k4_scales(const float* scales, const float* mins, const float* sw, uint8_t*
 
 // Sub-block searches of Q4_K / Q5_K (nmax 15 or 31).
 void k4_search(const float* x, const float* qw, int nmax, float* scales, float* mins, float* sw, uint8_t* L) {
-  float weights[32];
-  uint8_t Laux[32];
+  float weights[QK_K];
   if (!qw) {
     // reference: weights av_x + |x| with av_x the sub-block RMS; make_qkx2_quants
     const float rmin = nmax == 15 ? -1.f : -0.5f;
@@ -399,9 +582,9 @@ void k4_search(const float* x, const float* qw, int nmax, float* scales, float* 
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += xb[l] * xb[l];
       const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xb[l]);
-      scales[j] = search_affine(32, nmax, xb, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false, false);
+      for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(xb[l]);
     }
+    search_affine_batch<8, 32>(nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false, false);
     return;
   }
   // weighted: weights qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean(x^2) over the super-block; make_qkx3_quants
@@ -410,12 +593,13 @@ void k4_search(const float* x, const float* qw, int nmax, float* scales, float* 
   const float sigma2 = 2 * sum_x2 / QK_K;
   for (int j = 0; j < 8; ++j) {
     const float* xb = x + 32 * j;
-    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
+    float* wb = weights + 32 * j;
+    for (int l = 0; l < 32; ++l) wb[l] = qw[32 * j + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
     float sumw = 0;
-    for (int l = 0; l < 32; ++l) sumw += weights[l];
+    for (int l = 0; l < 32; ++l) sumw += wb[l];
     sw[j] = sumw;
-    scales[j] = search_affine(32, nmax, xb, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false, true);
   }
+  search_affine_batch<8, 32>(nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
 }
 
 }  // namespace
@@ -536,7 +720,7 @@ void encode_q8_0(const float* x, BlockQ8_0* y, LegacyAux* aux) {
   const float d = amax / 127;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y->d = f2h(d);
-  for (int j = 0; j < 32; ++j) y->qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+  for (int j = 0; j < 32; ++j) y->qs[j] = static_cast<int8_t>(round_half_away(x[j] * id));
   if (aux) *aux = {id, 0.0f};
 }
 
@@ -595,15 +779,14 @@ void encode_iq4_nl(const float* x, const float* qw, BlockIQ4_NL* y, LegacyAux* a
 // ---------------------------------------------------------------- K-quants (super-blocks of 256)
 void encode_q2_K(const float* x, const float* qw, BlockQ2_K* y) {
   uint8_t L[QK_K];
-  uint8_t Laux[16];
-  float weights[16];
+  float weights[QK_K];
   float mins[16], scales[16];
   if (!qw) {
     constexpr float q4scale = 15.f;
     float max_scale = 0, max_min = 0;
+    for (int l = 0; l < QK_K; ++l) weights[l] = std::fabs(x[l]);
+    search_affine_batch<16, 16>(3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true, false);
     for (int j = 0; j < 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = search_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -634,10 +817,11 @@ void encode_q2_K(const float* x, const float* qw, BlockQ2_K* y) {
     const float sigma2 = sumx2 / QK_K;
     for (int j = 0; j < 16; ++j) {
       const float* w = qw + 16 * j;
-      for (int l = 0; l < 16; ++l) weights[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-      for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-      scales[j] = search_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false, true);
+      float* wb = weights + 16 * j;
+      for (int l = 0; l < 16; ++l) wb[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+      for (int l = 0; l < 16; ++l) sw[j] += wb[l];
     }
+    search_affine_batch<16, 16>(3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
     const float dm = search_pos(16, 15, scales, Ls, sw);
     const float mm = search_pos(16, 15, mins, Lm, sw);
     y->d = f2h(dm);
@@ -775,9 +959,9 @@ void encode_q6_K(const float* x, const float* qw, BlockQ6_K* y) {
   int8_t L[QK_K];
   float scales[16];
   float max_scale = 0, max_abs_scale = 0;
+  search_sym_batch<16, 16>(32, x, L, qw, scales);
   for (int ib = 0; ib < 16; ++ib) {
-    const float scale = search_sym(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
-    scales[ib] = scale;
+    const float scale = scales[ib];
     const float abs_scale = std::fabs(scale);
     if (abs_scale > max_abs_scale) {
       max_abs_scale = abs_scale;

@@ -20,11 +20,6 @@
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 namespace qk::ggml {
 namespace {
@@ -146,8 +141,7 @@ int round_code(float x, float a, float b) {
   else if constexpr (T == Type::Q4_1) return trunc_clamp((x - b) * a + 0.5f, 15);
   else if constexpr (T == Type::Q5_1) return trunc_clamp((x - b) * a + 0.5f, 31);
   else if constexpr (T == Type::Q8_0) {
-    const float r = std::round(std::max(-128.0f, std::min(127.0f, x * a)));
-    return static_cast<int>(r);
+    return detail::round_half_away(std::max(-128.0f, std::min(127.0f, x * a)));
   } else if constexpr (T == Type::IQ4_NL) return detail::nearest_index(kIQ4NLValues, a * x);
   else if constexpr (T == Type::Q4_K) return a == 0.0f ? kKeep : nearest_clamped((x + b) / a, 0, 15);
   else if constexpr (T == Type::Q5_K) return a == 0.0f ? kKeep : nearest_clamped((x + b) / a, 0, 31);

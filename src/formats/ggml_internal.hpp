@@ -17,6 +17,15 @@ inline int nearest_int(float x) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// roundf (halves away from zero) as an integer, for |x| < 2^31, without a libm call: x - trunc(x) is exact.
+inline int round_half_away(float x) {
+  int i = static_cast<int>(x);
+  const float f = x - static_cast<float>(i);
+  if (f >= 0.5f) ++i;
+  else if (f <= -0.5f) --i;
+  return i;
+}
+
 inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
 inline uint16_t f2h(float f) { return fp32_to_fp16(f); }
 

@@ -39,11 +39,11 @@ inline std::unique_ptr<Observer> make_observer(std::string_view method, const Qu
   };
   if (base == "minmax") {
     no_arg();
-    return std::make_unique<MinMaxObserver>(s);
+    return std::make_unique<MinMaxObserver>(s, bins);
   }
   if (base == "moving_average") {
     const double c = arg.empty() ? 0.01 : detail::parse_number(arg, method);
-    return std::make_unique<MovingAverageMinMaxObserver>(s, static_cast<float>(c));
+    return std::make_unique<MovingAverageMinMaxObserver>(s, static_cast<float>(c), bins);
   }
   if (base == "percentile") {
     const double p = arg.empty() ? 99.99 : detail::parse_number(arg, method);

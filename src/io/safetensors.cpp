@@ -33,8 +33,8 @@ struct Json {
   enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
   bool b = false;
   std::string text;  // String: decoded UTF-8; Number: the literal
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
+  std::vector<Json> items;          // Array elements; Object member values
+  std::vector<std::string> keys;    // Object member names, parallel to items
 };
 
 class JsonParser {
@@ -86,7 +86,8 @@ class JsonParser {
         ws();
         expect(':');
         ws();
-        v.members.emplace_back(std::move(k), value(depth + 1));
+        v.keys.push_back(std::move(k));
+        v.items.push_back(value(depth + 1));
         ws();
         if (peek() == ',') {
           ++i_;
@@ -295,12 +296,16 @@ Parsed parse_safetensors(std::span<const std::byte> data, const std::string& fil
   std::vector<Span> spans;
   std::vector<std::string_view> names;
   bool seen_meta = false;
-  for (auto& [key, v] : root.members) {
+  for (size_t m = 0; m < root.keys.size(); ++m) {
+    const std::string& key = root.keys[m];
+    const Json& v = root.items[m];
     if (key == "__metadata__") {
       if (seen_meta) fail<FormatError>("{}: duplicate __metadata__", file);
       seen_meta = true;
       if (v.kind != Json::Object) fail<FormatError>("{}: __metadata__ is not an object", file);
-      for (auto& [mk, mv] : v.members) {
+      for (size_t k = 0; k < v.keys.size(); ++k) {
+        const std::string& mk = v.keys[k];
+        const Json& mv = v.items[k];
         if (mv.kind != Json::String)
           fail<FormatError>("{}: __metadata__ entry '{}' is not a string", file, mk);
         for (const auto& e : p.metadata)
@@ -311,7 +316,9 @@ Parsed parse_safetensors(std::span<const std::byte> data, const std::string& fil
     }
     if (v.kind != Json::Object) fail<FormatError>("{}: tensor '{}': entry is not an object", file, key);
     const Json *dtype = nullptr, *shape = nullptr, *offs = nullptr;
-    for (auto& [fk, fv] : v.members) {
+    for (size_t k = 0; k < v.keys.size(); ++k) {
+      const std::string& fk = v.keys[k];
+      const Json& fv = v.items[k];
       const Json** slot = fk == "dtype" ? &dtype : fk == "shape" ? &shape : fk == "data_offsets" ? &offs : nullptr;
       if (!slot) fail<FormatError>("{}: tensor '{}': unknown field '{}'", file, key, fk);
       if (*slot) fail<FormatError>("{}: tensor '{}': duplicate field '{}'", file, key, fk);

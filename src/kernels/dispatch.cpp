@@ -72,13 +72,16 @@ const detail::KernelTable& table(const Exec& ex) {
   return table_for(active_isa());
 }
 
+// Below this many multiply-adds a product runs on the calling thread: waking a team costs more than it saves.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 20;
+
 // Splits rows [0, m) x tiles [0, tiles) over the threads: by column tiles (each thread streams its own weights)
 // when there are enough of them, otherwise by rows.
 template <typename F>
-void parallel_tiles(int64_t m, int64_t tiles, int threads, F&& f) {
+void parallel_tiles(int64_t m, int64_t tiles, int64_t k, int threads, F&& f) {
   const int nt = resolve_threads(threads);
   if (m <= 0 || tiles <= 0) return;
-  if (nt <= 1 || (tiles < 2 && m < 2)) {
+  if (nt <= 1 || (tiles < 2 && m < 2) || m * tiles * kTileN * k < kMinParallelMacs) {
     f(int64_t{0}, m, int64_t{0}, tiles);
     return;
   }
@@ -262,7 +265,7 @@ void gemm_s8(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point, con
   p.w = &w;
   p.c32 = c;
   p.ldc = ldc;
-  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
+  parallel_tiles(m, w.n_tiles(), w.k, ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
 }
 
 void gemm_s8(const int8_t* a, int64_t m, int64_t lda, const PackedS8& w, int32_t* c, int64_t ldc, const Exec& ex) {
@@ -292,7 +295,7 @@ void gemm_s8_f32(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point,
   p.ldc = ldc;
   p.a_scale = a_scale;
   p.bias = bias;
-  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
+  parallel_tiles(m, w.n_tiles(), w.k, ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_s8(p, m0, m1, t0, t1); });
 }
 
 void quantize_rows_u8(const float* x, int64_t m, int64_t k, int64_t ldx, uint8_t* q, float* scale) {
@@ -473,7 +476,7 @@ void gemm_w4(const QuantizedActs& a, const PackedW4& w, const float* bias, float
   p.ldc = ldy;
   p.bias = bias;
   const detail::W4Fn fn = a.m == 1 ? t.gemv_w4 : t.gemm_w4;
-  parallel_tiles(a.m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { fn(p, m0, m1, t0, t1); });
+  parallel_tiles(a.m, w.n_tiles(), w.k, ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { fn(p, m0, m1, t0, t1); });
 }
 
 void gemm_w4(const float* x, int64_t m, int64_t ldx, const PackedW4& w, const float* bias, float* y, int64_t ldy,
@@ -496,7 +499,7 @@ void gemm_w4_f32(const float* x, int64_t m, int64_t ldx, const PackedW4& w, cons
   p.c = y;
   p.ldc = ldy;
   p.bias = bias;
-  parallel_tiles(m, w.n_tiles(), ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_w4_f32(p, m0, m1, t0, t1); });
+  parallel_tiles(m, w.n_tiles(), w.k, ex.threads, [&](int64_t m0, int64_t m1, int64_t t0, int64_t t1) { t.gemm_w4_f32(p, m0, m1, t0, t1); });
 }
 
 }  // namespace qk::kernels

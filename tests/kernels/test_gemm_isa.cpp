@@ -237,19 +237,21 @@ TEST_P(KernelPath, W4F32ActsWithinRoundingBound) {
 }
 
 TEST_P(KernelPath, ThreadSplitsGiveIdenticalResults) {
-  // By column tiles (N large) and by rows (N within one tile).
-  for (auto [m, n] : {std::pair<int64_t, int64_t>{9, 200}, std::pair<int64_t, int64_t>{37, 16}, std::pair<int64_t, int64_t>{1, 129}}) {
-    const auto c = test::make_s8(m, n, 67, 3 + m);
-    const PackedS8 w = pack_s8(c.w.data(), n, 67, 67, c.ws.data());
+  // By column tiles (N large) and by rows (N within one tile); each product is above the 2^20 multiply-adds
+  // below which dispatch stays on the calling thread.
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{9, 200, 1024}, std::tuple<int64_t, int64_t, int64_t>{37, 16, 2048},
+                         std::tuple<int64_t, int64_t, int64_t>{1, 1040, 1024}}) {
+    const auto c = test::make_s8(m, n, k, 3 + m);
+    const PackedS8 w = pack_s8(c.w.data(), n, k, k, c.ws.data());
     std::vector<int32_t> one(static_cast<size_t>(m * n)), three(one.size(), kGarbage32);
-    gemm_s8(c.a.data(), m, 67, 5, w, one.data(), n, ex(1));
-    gemm_s8(c.a.data(), m, 67, 5, w, three.data(), n, ex(3));
+    gemm_s8(c.a.data(), m, k, 5, w, one.data(), n, ex(1));
+    gemm_s8(c.a.data(), m, k, 5, w, three.data(), n, ex(3));
     EXPECT_EQ(one, three);
-    const auto c4 = test::make_w4(m, n, 64, 32, true, 11 + m);
-    const PackedW4 w4 = pack_w4(c4.code.data(), n, 64, 64, 32, c4.scale.data(), c4.zero.data());
+    const auto c4 = test::make_w4(m, n, k, 32, true, 11 + m);
+    const PackedW4 w4 = pack_w4(c4.code.data(), n, k, k, 32, c4.scale.data(), c4.zero.data());
     std::vector<float> f1(static_cast<size_t>(m * n)), f3(f1.size(), kGarbageF);
-    gemm_w4(c4.x.data(), m, 64, w4, nullptr, f1.data(), n, ActQuant::per_row, ex(1));
-    gemm_w4(c4.x.data(), m, 64, w4, nullptr, f3.data(), n, ActQuant::per_row, ex(3));
+    gemm_w4(c4.x.data(), m, k, w4, nullptr, f1.data(), n, ActQuant::per_row, ex(1));
+    gemm_w4(c4.x.data(), m, k, w4, nullptr, f3.data(), n, ActQuant::per_row, ex(3));
     EXPECT_EQ(std::memcmp(f1.data(), f3.data(), f1.size() * 4), 0);
   }
 }

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <Eigen/LU>
+
 #include "methods_util.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/methods/gptq.hpp"
@@ -106,6 +108,30 @@ TEST(Hessian, SaveLoadAndCorruption) {
   expect_format_error("magic");
   EXPECT_THROW(HessianAccumulator::load(dir / "missing.qkh"), IoError);
   std::filesystem::remove_all(dir);
+}
+
+// The blocked Cholesky and triangular inverse against a double-precision inverse, on sizes that exercise the
+// blocking (odd, not multiples of the block).
+TEST(Linalg, InverseCholeskyUpper) {
+  for (int n : {7, 133, 401}) {
+    const RowMat B = test::gaussian(n, n, 60 + n);
+    const Eigen::MatrixXf A = B * B.transpose() + static_cast<float>(n) * Eigen::MatrixXf::Identity(n, n);
+    for (int threads : {1, 2}) {
+      Eigen::MatrixXf U;
+      ASSERT_TRUE(detail::inverse_cholesky_upper(A, U, threads));
+      EXPECT_TRUE(U.isUpperTriangular());
+      const Eigen::MatrixXd Ad = A.cast<double>();
+      const Eigen::MatrixXd inv = Ad.inverse();
+      const Eigen::MatrixXd got = (U.transpose() * U).cast<double>();
+      EXPECT_LT((got - inv).cwiseAbs().maxCoeff(), 1e-4 * inv.cwiseAbs().maxCoeff()) << n << " " << threads;
+      Eigen::MatrixXf L = A;
+      ASSERT_TRUE(detail::cholesky_lower_inplace(L, threads));
+      const Eigen::MatrixXf Lt = L.triangularView<Eigen::Lower>();
+      EXPECT_TRUE((Lt * Lt.transpose()).isApprox(A, 1e-5f));
+    }
+    Eigen::MatrixXf U;
+    EXPECT_FALSE(detail::inverse_cholesky_upper(Eigen::MatrixXf(-A), U, 2));
+  }
 }
 
 // With H = c·I no error propagates: GPTQ is RTN.

@@ -57,7 +57,8 @@ struct AwqResult {
 namespace detail {
 
 // Sum over rows of ||(D row) · F||² with F (k x m): the output error of weight error D (n x k), D split over threads.
-inline double quad_error(const Eigen::MatrixXf& D, const Eigen::MatrixXf& F, int threads) {
+// lower: F is lower triangular (a Cholesky factor), which halves the arithmetic.
+inline double quad_error(const Eigen::MatrixXf& D, const Eigen::MatrixXf& F, bool lower, int threads) {
   const int64_t n = D.rows();
   double total = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total) if (threads > 1)
@@ -66,7 +67,9 @@ inline double quad_error(const Eigen::MatrixXf& D, const Eigen::MatrixXf& F, int
     split_range(n, omp_get_num_threads(), omp_get_thread_num(), r0, r1, 64);
     for (int64_t a = r0; a < r1; a += 256) {
       const int64_t m = std::min<int64_t>(256, r1 - a);
-      const Eigen::MatrixXf P = D.middleRows(a, m) * F;
+      Eigen::MatrixXf P(m, F.cols());
+      if (lower) P.noalias() = D.middleRows(a, m) * F.triangularView<Eigen::Lower>();
+      else P.noalias() = D.middleRows(a, m) * F;
       total += P.cast<double>().squaredNorm();
     }
   }
@@ -122,14 +125,11 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     // F with ||X dᵀ||² = ||d F||²: the Cholesky factor of XᵀX (cols x cols) or Xᵀ itself (cols x T).
     Eigen::MatrixXf F;
     bool have_factor = false;
-    if (T > cols) {
-      Eigen::MatrixXf G = Eigen::MatrixXf::Zero(cols, cols);
-      detail::gram_accumulate(G, X, nt);
-      Eigen::LLT<Eigen::MatrixXf, Eigen::Lower> llt(G);
-      if (llt.info() == Eigen::Success) {
-        F = llt.matrixL();
-        have_factor = F.allFinite();
-      }
+    if (T >= cols) {
+      F = Eigen::MatrixXf::Zero(cols, cols);
+      detail::gram_accumulate(F, X, nt);
+      have_factor = detail::cholesky_lower_inplace(F, nt) && F.allFinite();
+      if (have_factor) F.triangularView<Eigen::StrictlyUpper>().setZero();
     }
     if (!have_factor) F = X.transpose();
     const double norm = static_cast<double>(rows) * static_cast<double>(T);
@@ -145,7 +145,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
       Ws = Wc * s.asDiagonal();
       detail::grid_round(Ws, grid, Q);
       D = Wc - Q * s.cwiseInverse().asDiagonal();
-      const double loss = detail::quad_error(D, F, nt) / norm;
+      const double loss = detail::quad_error(D, F, have_factor, nt) / norm;
       res.ratio_losses.push_back(loss);
       if (loss < best) {
         best = loss;

@@ -79,21 +79,75 @@ void parallel_sub_product(CType&& C, const AType& A, const BType& B, int threads
   }
 }
 
-// Inverse of a lower-triangular L in place (recursive blocking: [[A,0],[B,C]]⁻¹ = [[A⁻¹,0],[-C⁻¹BA⁻¹,C⁻¹]]).
-// GEMMs run under Eigen's own OpenMP parallelism (call inside an OmpThreadsScope).
-inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L) {
+// Lower Cholesky factor of A in place (lower triangle; the strict upper triangle is left as it was), blocked
+// right-looking: factor a diagonal block, solve the panel below it, update the trailing matrix; the panel solve and
+// the trailing update (the O(n³) part) are spread over threads. Returns false when A is not positive definite.
+inline bool cholesky_lower_inplace(Eigen::MatrixXf& A, int threads) {
+  const int64_t n = A.rows();
+  const int64_t bs = 192;
+  for (int64_t k = 0; k < n; k += bs) {
+    const int64_t kb = std::min(bs, n - k), r = n - k - kb;
+    Eigen::Ref<Eigen::MatrixXf> diag = A.block(k, k, kb, kb);
+    Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(diag);
+    if (llt.info() != Eigen::Success) return false;
+    for (int64_t i = k; i < k + kb; ++i)
+      if (!(A(i, i) > 0) || !std::isfinite(A(i, i))) return false;
+    if (r == 0) break;
+    const auto L11 = A.block(k, k, kb, kb);
+    // Panel: A21 <- A21 L11⁻ᵀ, rows split over threads.
+#pragma omp parallel num_threads(threads) if (threads > 1 && r >= 128)
+    {
+      int64_t r0, r1;
+      split_range(r, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
+      if (r1 > r0) {
+        auto P = A.block(k + kb + r0, k, r1 - r0, kb);
+        L11.triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(P);
+      }
+    }
+    // Trailing update of the lower triangle: A22 -= A21 A21ᵀ, tile by tile.
+    const int64_t t = 256, nt = (r + t - 1) / t;
+    std::vector<std::pair<int64_t, int64_t>> tiles;
+    for (int64_t i = 0; i < nt; ++i)
+      for (int64_t j = 0; j <= i; ++j) tiles.emplace_back(i, j);
+    const int64_t base = k + kb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles.size() > 1)
+    for (size_t q = 0; q < tiles.size(); ++q) {
+      const int64_t i0 = tiles[q].first * t, j0 = tiles[q].second * t;
+      const int64_t ni = std::min(t, r - i0), nj = std::min(t, r - j0);
+      A.block(base + i0, base + j0, ni, nj).noalias() -=
+          A.block(base + i0, k, ni, kb) * A.block(base + j0, k, nj, kb).transpose();
+    }
+  }
+  return true;
+}
+
+// Inverse of a lower-triangular L in place (recursive blocking: [[A,0],[B,C]]⁻¹ = [[A⁻¹,0],[-C⁻¹BA⁻¹,C⁻¹]]); the
+// two triangular products of each level are split over threads (rows of B A⁻¹, columns of C⁻¹ T).
+inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L, int threads) {
   const int64_t n = L.rows();
-  if (n <= 96) {
+  if (n <= 128) {
     Eigen::MatrixXf I = Eigen::MatrixXf::Identity(n, n);
     L.triangularView<Eigen::Lower>().solveInPlace(I);
     L = I.triangularView<Eigen::Lower>();
     return;
   }
   const int64_t n1 = ((n / 2) + 31) / 32 * 32, n2 = n - n1;
-  invert_lower_inplace(L.topLeftCorner(n1, n1));
-  invert_lower_inplace(L.bottomRightCorner(n2, n2));
-  Eigen::MatrixXf T = L.bottomLeftCorner(n2, n1) * L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
-  L.bottomLeftCorner(n2, n1).noalias() = -(L.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * T);
+  invert_lower_inplace(L.topLeftCorner(n1, n1), threads);
+  invert_lower_inplace(L.bottomRightCorner(n2, n2), threads);
+  Eigen::MatrixXf T(n2, n1);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int64_t a, b;
+    split_range(n2, omp_get_num_threads(), omp_get_thread_num(), a, b);
+    if (b > a)
+      T.middleRows(a, b - a).noalias() =
+          L.block(n1 + a, 0, b - a, n1) * L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
+#pragma omp barrier
+    split_range(n1, omp_get_num_threads(), omp_get_thread_num(), a, b);
+    if (b > a)
+      L.block(n1, a, n2, b - a).noalias() =
+          -(L.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * T.middleCols(a, b - a));
+  }
   L.topRightCorner(n1, n2).setZero();
 }
 
@@ -102,15 +156,10 @@ inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L) {
 // permutation, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular with a positive
 // diagonal, hence the (unique) factor. Returns false when H is not positive definite.
 inline bool inverse_cholesky_upper(const Eigen::MatrixXf& H, Eigen::MatrixXf& U, int threads) {
-  const int64_t n = H.rows();
-  OmpThreadsScope scope(threads);
   Eigen::MatrixXf A = H.reverse();  // J H J
-  Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(A);
-  if (llt.info() != Eigen::Success) return false;
-  for (int64_t i = 0; i < n; ++i)
-    if (!(A(i, i) > 0) || !std::isfinite(A(i, i))) return false;
+  if (!cholesky_lower_inplace(A, threads)) return false;
   A.triangularView<Eigen::StrictlyUpper>().setZero();
-  invert_lower_inplace(A);
+  invert_lower_inplace(A, threads);
   U = A.reverse();
   return U.allFinite();
 }

@@ -1,0 +1,172 @@
+// Methods benchmarks on the P1 recipe of shared/data/problems (README there): a 4096x4096 "LLM-like" layer,
+// W = N(0,1)·0.02 with 0.1% of the entries x10, X = N(0,1) (4096 tokens) with 1% of the input channels x30.
+// Generated here (std::mt19937_64, so not numpy's exact numbers; the same distribution).
+// Reference times (docs/benchmarks.md, shared/data/problems/reference.json, 2 threads, same kind of machine):
+// GPTQ 4-bit g128 8.6 s (Hessian 0.9 s), AWQ 4-bit g128 223 s (27 s with a faster clip search), SmoothQuant W8A8
+// 1.2 s. Each benchmark reports the reference time as the counter `ref_s` and the calibration error E_calib.
+//
+//   bench_methods --benchmark_filter=Gptq   (the shape is set by QK_BENCH_DIM, default 4096)
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+#include <random>
+
+#include <benchmark/benchmark.h>
+
+#include "qk/methods/awq.hpp"
+#include "qk/methods/gptq.hpp"
+#include "qk/methods/hessian.hpp"
+#include "qk/methods/rtn.hpp"
+#include "qk/methods/smoothquant.hpp"
+
+namespace {
+
+struct Layer {
+  qk::RowMatrixXf W, X;
+};
+
+int64_t dim() {
+  const char* e = std::getenv("QK_BENCH_DIM");
+  return e && *e ? std::atoll(e) : 4096;
+}
+
+const Layer& layer() {
+  static const Layer L = [] {
+    const int64_t n = dim(), k = dim(), t = dim();
+    Layer l;
+    std::mt19937_64 g(101);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    l.W.resize(n, k);
+    for (int64_t i = 0; i < l.W.size(); ++i) l.W.data()[i] = 0.02f * nd(g);
+    std::vector<int64_t> idx(static_cast<size_t>(n * k));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+    std::shuffle(idx.begin(), idx.end(), g);
+    for (int64_t i = 0; i < n * k / 1000; ++i) l.W.data()[idx[static_cast<size_t>(i)]] *= 10.0f;
+    std::vector<int64_t> ch(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) ch[static_cast<size_t>(i)] = i;
+    std::shuffle(ch.begin(), ch.end(), g);
+    l.X.resize(t, k);
+    for (int64_t i = 0; i < l.X.size(); ++i) l.X.data()[i] = nd(g);
+    for (int64_t i = 0; i < k / 100; ++i) l.X.col(ch[static_cast<size_t>(i)]) *= 30.0f;
+    return l;
+  }();
+  return L;
+}
+
+double rel_error(const qk::RowMatrixXf& X, const qk::RowMatrixXf& W, const qk::RowMatrixXf& What) {
+  const Eigen::MatrixXf D = X * (W - What).transpose();
+  const Eigen::MatrixXf Y = X * W.transpose();
+  return D.cast<double>().squaredNorm() / Y.cast<double>().squaredNorm();
+}
+
+const qk::QuantScheme kW4 = qk::QuantScheme::per_group(4, 128, false, false);
+
+void BM_GptqHessian(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  for (auto _ : st) {
+    qk::HessianAccumulator acc(L.X.cols());
+    acc.add(L.X, threads);
+    benchmark::DoNotOptimize(acc.hessian().data());
+  }
+  st.counters["threads"] = threads;
+  st.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(L.X.rows()) * L.X.cols() * L.X.cols(),
+                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["ref_s"] = 0.9;
+}
+
+void BM_GptqQuantize(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  qk::HessianAccumulator acc(L.X.cols());
+  acc.add(L.X, threads);
+  const Eigen::MatrixXf H = acc.hessian();
+  qk::GptqResult r;
+  for (auto _ : st) {
+    qk::IntGrid grid(kW4);
+    qk::GptqOptions o;
+    o.threads = threads;
+    r = qk::gptq(L.W, H, grid, o);
+    benchmark::DoNotOptimize(r.dequantized.data());
+  }
+  st.counters["threads"] = threads;
+  st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
+}
+
+void BM_GptqEndToEnd(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  qk::GptqResult r;
+  for (auto _ : st) {
+    qk::HessianAccumulator acc(L.X.cols());
+    acc.add(L.X, threads);
+    qk::IntGrid grid(kW4);
+    qk::GptqOptions o;
+    o.threads = threads;
+    r = qk::gptq(L.W, acc, grid, o);
+    benchmark::DoNotOptimize(r.dequantized.data());
+  }
+  st.counters["threads"] = threads;
+  st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
+  st.counters["ref_s"] = 8.6;
+}
+
+void BM_Awq(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  qk::AwqResult r;
+  for (auto _ : st) {
+    qk::IntGrid grid(kW4);
+    qk::AwqOptions o;
+    o.threads = threads;
+    r = qk::awq(L.W, L.X, grid, o);
+    benchmark::DoNotOptimize(r.dequantized.data());
+  }
+  st.counters["threads"] = threads;
+  st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
+  st.counters["ref_s"] = 223;
+}
+
+void BM_SmoothQuantW8A8(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  qk::W8A8Layer q;
+  for (auto _ : st) {
+    qk::SmoothQuantOptions o;
+    o.threads = threads;
+    q = qk::smoothquant(L.W, L.X, o);
+    benchmark::DoNotOptimize(q.weight.packed.data());
+  }
+  st.counters["threads"] = threads;
+  st.counters["ref_s"] = 1.2;
+}
+
+void BM_W8A8Forward(benchmark::State& st) {
+  const Layer& L = layer();
+  const int threads = static_cast<int>(st.range(0));
+  const qk::W8A8Layer q = qk::smoothquant(L.W, L.X);
+  double e = 0;
+  for (auto _ : st) {
+    const qk::RowMatrixXf Y = qk::w8a8_forward(L.X, q, threads);
+    benchmark::DoNotOptimize(Y.data());
+    st.PauseTiming();
+    const Eigen::MatrixXf Y0 = L.X * L.W.transpose();
+    e = (Y0 - Y).cast<double>().squaredNorm() / Y0.cast<double>().squaredNorm();
+    st.ResumeTiming();
+  }
+  st.counters["threads"] = threads;
+  st.counters["E_calib"] = e;
+}
+
+#define QK_BIG(b) BENCHMARK(b)->Arg(1)->Arg(2)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1)
+
+QK_BIG(BM_GptqHessian);
+QK_BIG(BM_GptqQuantize);
+QK_BIG(BM_GptqEndToEnd);
+QK_BIG(BM_Awq);
+QK_BIG(BM_SmoothQuantW8A8);
+QK_BIG(BM_W8A8Forward);
+
+}  // namespace
+
+BENCHMARK_MAIN();

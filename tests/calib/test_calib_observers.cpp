@@ -160,6 +160,45 @@ TEST(EntropyObserver, SmoothingKeepsEveryCandidateFinite) {
   EXPECT_THROW(entropy_search({1.0, 2.0}, 1.0, 1), qk::InvalidArgument);
 }
 
+// The prefix-sum form of the search against the divergence written out bin by bin (NVIDIA's formulation).
+TEST(EntropySearch, ClosedFormEqualsDirectDivergence) {
+  auto g = qk::test::rng(77);
+  std::gamma_distribution<double> gd(0.7, 200.0);
+  std::vector<double> h(700);
+  for (size_t j = 0; j < h.size(); ++j) h[j] = (j % 13 == 5 || j > 650) ? 0.0 : std::floor(gd(g) * std::exp(-static_cast<double>(j) / 200.0));
+  h[699] = 3;  // the histogram ends on an occupied bin
+  const int64_t qb = 128;
+  std::vector<double> hf = h;
+  hf[0] = hf[1];
+  double T = 0;
+  for (double v : hf) T += v;
+  double best = INFINITY;
+  int64_t arg = -1;
+  for (int64_t i = 128; i <= 700; ++i) {
+    std::vector<double> P(hf.begin(), hf.begin() + i), gs(qb, 0), gn(qb, 0);
+    double clipped = 0;
+    for (int64_t j = i; j < 700; ++j) clipped += hf[static_cast<size_t>(j)];
+    P[static_cast<size_t>(i - 1)] += clipped;
+    for (int64_t j = 0; j < i; ++j)
+      if (hf[static_cast<size_t>(j)] != 0) gs[static_cast<size_t>(j * qb / i)] += hf[static_cast<size_t>(j)], gn[static_cast<size_t>(j * qb / i)] += 1;
+    double TQ = T - clipped, kl = 0;
+    for (int64_t j = 0; j < i; ++j) {
+      const size_t u = static_cast<size_t>(j);
+      if (P[u] == 0) continue;
+      const double q = hf[u] != 0 ? gs[static_cast<size_t>(j * qb / i)] / gn[static_cast<size_t>(j * qb / i)] : 0.0;
+      if (q == 0) { kl = INFINITY; break; }
+      kl += P[u] / T * std::log((P[u] / T) / (q / TQ));
+    }
+    if (kl <= best) best = kl, arg = i;
+  }
+  const EntropySearch e = entropy_search(h, 0.5, qb);
+  EXPECT_EQ(e.edge_index, arg);
+  EXPECT_NEAR(e.kl, best, 1e-9 + 1e-7 * best);
+  EXPECT_DOUBLE_EQ(e.amax, 0.5 * static_cast<double>(arg));
+  h[3] = INFINITY;
+  EXPECT_THROW(entropy_search(h, 0.5, qb), qk::InvalidArgument);
+}
+
 TEST(Observers, ErrorsAndDegenerateData) {
   const QuantScheme s = QuantScheme::per_tensor(8, true);
   for (const char* m : {"minmax", "moving_average", "percentile:99.99", "entropy", "mse"}) {

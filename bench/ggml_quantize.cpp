@@ -60,7 +60,7 @@ void encode(benchmark::State& state, qk::ggml::Type t, bool weighted) {
 void decode(benchmark::State& state, qk::ggml::Type t) {
   const auto& W = weights();
   const int threads = static_cast<int>(state.range(0));
-  const auto q = qk::ggml::quantize_rows(t, W.data(), kRows, kCols, nullptr, 0);
+  const auto q = qk::ggml::quantize(t, W.data(), kRows, kCols, nullptr, 0);
   std::vector<float> y(W.size());
   for (auto _ : state) {
     qk::ggml::dequantize_rows(t, q.data(), kRows, kCols, y.data(), threads);

@@ -376,8 +376,8 @@ void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* d
   }
 }
 
-std::vector<uint8_t> quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, const float* importance,
-                                   int threads) {
+std::vector<uint8_t> quantize(Type t, const float* src, int64_t rows, int64_t cols, const float* importance,
+                              int threads) {
   check_shape(t, rows, cols);
   std::vector<uint8_t> out(static_cast<size_t>(rows * row_size(t, cols)));
   quantize_rows(t, src, rows, cols, out.data(), importance, threads);

@@ -937,19 +937,20 @@ void encode_q3_K(const float* x, const float* qw, BlockQ3_K* y) {
       y->d = f2h(0.f);
     }
   } else {
-    float weight[16], sw[16];
+    float weight[QK_K], sw[16];
     int8_t Ls[16];
     float sumx2 = 0;
     for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
     const float sigma2 = 2 * sumx2 / QK_K;
     for (int j = 0; j < 16; ++j) {
       const float* w = qw + 16 * j;
-      for (int l = 0; l < 16; ++l) weight[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+      float* wb = weight + 16 * j;
+      for (int l = 0; l < 16; ++l) wb[l] = w[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
       float sumw = 0;
-      for (int l = 0; l < 16; ++l) sumw += weight[l];
+      for (int l = 0; l < 16; ++l) sumw += wb[l];
       sw[j] = sumw;
-      scales[j] = search_sym(16, 4, x + 16 * j, L + 16 * j, weight);
     }
+    search_sym_batch<16, 16>(4, x, L, weight, scales);
     const float d_block = search_sym(16, 32, scales, Ls, sw);
     for (int j = 0; j < 16; ++j) put_scale(j, Ls[j]);
     y->d = f2h(d_block);

@@ -91,7 +91,7 @@ TEST_P(GgmlReference, EncodeMatchesBytesAndDecodeMatchesFloats) {
   const auto expect = read_vec<uint8_t>(bin_path);
   ASSERT_EQ(static_cast<int64_t>(expect.size()), c.input.rows * qk::ggml::row_size(c.type, c.input.cols));
 
-  const auto got = qk::ggml::quantize_rows(c.type, x.data(), c.input.rows, c.input.cols,
+  const auto got = qk::ggml::quantize(c.type, x.data(), c.input.rows, c.input.cols,
                                            c.imatrix ? im.data() : nullptr, /*threads=*/2);
   ASSERT_EQ(got.size(), expect.size());
   const size_t d = first_diff(got, expect);
@@ -168,7 +168,7 @@ TEST_P(GgmlRoundTrip, RmseBounded) {
   const auto& ti = qk::ggml::info(t);
   const int64_t rows = 4, cols = 1024;
   auto x = qk::test::gaussian(rows, cols, 77);
-  const auto q = qk::ggml::quantize_rows(t, x.data(), rows, cols);
+  const auto q = qk::ggml::quantize(t, x.data(), rows, cols);
   qk::test::RowMat y(rows, cols);
   qk::ggml::dequantize_rows(t, q.data(), rows, cols, y.data());
   const double rmse = std::sqrt((x - y).squaredNorm() / static_cast<double>(x.size()));
@@ -180,7 +180,7 @@ TEST_P(GgmlRoundTrip, RmseBounded) {
   // Finer types are more accurate: rmse shrinks roughly by 2 per extra bit (checked loosely via the bound above).
   std::vector<float> importance(cols, 1.0f);
   if (ti.uses_importance) {
-    const auto qi = qk::ggml::quantize_rows(t, x.data(), rows, cols, importance.data());
+    const auto qi = qk::ggml::quantize(t, x.data(), rows, cols, importance.data());
     qk::test::RowMat yi(rows, cols);
     qk::ggml::dequantize_rows(t, qi.data(), rows, cols, yi.data());
     const double rmse_i = std::sqrt((x - yi).squaredNorm() / static_cast<double>(x.size()));
@@ -193,7 +193,7 @@ TEST_P(GgmlRoundTrip, ZerosStayZero) {
   const Type t = GetParam();
   const int64_t cols = 512;
   std::vector<float> x(cols, 0.0f), y(cols, 1.0f);
-  const auto q = qk::ggml::quantize_rows(t, x.data(), 1, cols);
+  const auto q = qk::ggml::quantize(t, x.data(), 1, cols);
   qk::ggml::dequantize_rows(t, q.data(), 1, cols, y.data());
   for (float v : y) EXPECT_EQ(v, 0.0f) << qk::ggml::info(t).name;
 }
@@ -202,8 +202,8 @@ TEST_P(GgmlRoundTrip, ZerosStayZero) {
 TEST_P(GgmlRoundTrip, ThreadCountInvariant) {
   const Type t = GetParam();
   auto x = qk::test::uniform(37, 512, 5);
-  const auto a = qk::ggml::quantize_rows(t, x.data(), x.rows(), x.cols(), nullptr, 1);
-  const auto b = qk::ggml::quantize_rows(t, x.data(), x.rows(), x.cols(), nullptr, 2);
+  const auto a = qk::ggml::quantize(t, x.data(), x.rows(), x.cols(), nullptr, 1);
+  const auto b = qk::ggml::quantize(t, x.data(), x.rows(), x.cols(), nullptr, 2);
   EXPECT_EQ(a, b);
 }
 
@@ -216,7 +216,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, GgmlRoundTrip,
 TEST(GgmlProperties, ErrorDecreasesWithBits) {
   auto x = qk::test::gaussian(8, 1024, 3);
   auto err = [&](Type t) {
-    const auto q = qk::ggml::quantize_rows(t, x.data(), x.rows(), x.cols());
+    const auto q = qk::ggml::quantize(t, x.data(), x.rows(), x.cols());
     qk::test::RowMat y(x.rows(), x.cols());
     qk::ggml::dequantize_rows(t, q.data(), x.rows(), x.cols(), y.data());
     return (x - y).squaredNorm();
@@ -237,7 +237,7 @@ TEST(GgmlProperties, ImportanceReducesWeightedError) {
   for (int j = 0; j < 512; j += 7) im[j] = 100.0f;
   for (Type t : {Type::Q4_0, Type::Q4_K, Type::Q6_K, Type::Q3_K, Type::Q2_K}) {
     auto werr = [&](const float* imp) {
-      const auto q = qk::ggml::quantize_rows(t, x.data(), x.rows(), x.cols(), imp);
+      const auto q = qk::ggml::quantize(t, x.data(), x.rows(), x.cols(), imp);
       qk::test::RowMat y(x.rows(), x.cols());
       qk::ggml::dequantize_rows(t, q.data(), x.rows(), x.cols(), y.data());
       double e = 0;
@@ -253,7 +253,7 @@ TEST(GgmlProperties, ImportanceReducesWeightedError) {
 TEST(GgmlErrors, RowLengthNotMultipleOfBlock) {
   std::vector<float> x(172 * 2, 0.5f);
   try {
-    (void)qk::ggml::quantize_rows(Type::Q4_0, x.data(), 2, 172);
+    (void)qk::ggml::quantize(Type::Q4_0, x.data(), 2, 172);
     FAIL() << "expected InvalidArgument";
   } catch (const qk::InvalidArgument& e) {
     const std::string m = e.what();
@@ -273,7 +273,7 @@ TEST(GgmlErrors, RowLengthNotMultipleOfBlock) {
   std::vector<float> y(1000);
   EXPECT_THROW(qk::ggml::dequantize_rows(Type::Q6_K, b.data(), 1, 100, y.data()), qk::InvalidArgument);
   EXPECT_THROW((void)qk::ggml::row_size(Type::Q8_0, 0), qk::InvalidArgument);
-  EXPECT_THROW((void)qk::ggml::quantize_rows(Type::Q8_0, x.data(), -1, 32), qk::InvalidArgument);
+  EXPECT_THROW((void)qk::ggml::quantize(Type::Q8_0, x.data(), -1, 32), qk::InvalidArgument);
   EXPECT_THROW((void)qk::ggml::info(static_cast<Type>(4)), qk::InvalidArgument);
 }
 
@@ -281,7 +281,7 @@ TEST(GgmlErrors, NonFiniteInputAndBadImportance) {
   std::vector<float> x(2 * 256, 0.25f);
   x[256 + 17] = std::nanf("");
   try {
-    (void)qk::ggml::quantize_rows(Type::Q4_K, x.data(), 2, 256);
+    (void)qk::ggml::quantize(Type::Q4_K, x.data(), 2, 256);
     FAIL() << "expected NumericError";
   } catch (const qk::NumericError& e) {
     const std::string m = e.what();
@@ -291,11 +291,11 @@ TEST(GgmlErrors, NonFiniteInputAndBadImportance) {
   x[256 + 17] = 0.0f;
   std::vector<float> im(256, 1.0f);
   im[3] = -1.0f;
-  EXPECT_THROW((void)qk::ggml::quantize_rows(Type::Q4_K, x.data(), 2, 256, im.data()), qk::InvalidArgument);
+  EXPECT_THROW((void)qk::ggml::quantize(Type::Q4_K, x.data(), 2, 256, im.data()), qk::InvalidArgument);
   im[3] = INFINITY;
-  EXPECT_THROW((void)qk::ggml::quantize_rows(Type::Q4_0, x.data(), 2, 256, im.data()), qk::InvalidArgument);
+  EXPECT_THROW((void)qk::ggml::quantize(Type::Q4_0, x.data(), 2, 256, im.data()), qk::InvalidArgument);
   // Q8_0 takes no importance (as in ggml): a bad vector is ignored.
-  EXPECT_NO_THROW((void)qk::ggml::quantize_rows(Type::Q8_0, x.data(), 2, 256, im.data()));
+  EXPECT_NO_THROW((void)qk::ggml::quantize(Type::Q8_0, x.data(), 2, 256, im.data()));
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST_P(GgmlGridTest, RtnThroughGridEqualsEncoder) {
     GgmlGrid g(t);
     const RowMat out = run_grid(g, W, nullptr, iota(W.cols()));
     const auto bytes = g.encode();
-    const auto direct = qk::ggml::quantize_rows(t, W.data(), W.rows(), W.cols());
+    const auto direct = qk::ggml::quantize(t, W.data(), W.rows(), W.cols());
     EXPECT_EQ(bytes, direct) << qk::ggml::info(t).name << " seed " << seed;
     expect_decode_equals(t, bytes, out);
   }
@@ -90,7 +90,7 @@ TEST_P(GgmlGridTest, RtnThroughGridOnReferenceInputs) {
   std::memcpy(W.data(), raw.data(), raw.size());
   GgmlGrid g(t);
   const RowMat out = run_grid(g, W, nullptr, iota(W.cols()));
-  EXPECT_EQ(g.encode(), qk::ggml::quantize_rows(t, W.data(), W.rows(), W.cols()));
+  EXPECT_EQ(g.encode(), qk::ggml::quantize(t, W.data(), W.rows(), W.cols()));
   expect_decode_equals(t, g.encode(), out);
 }
 
@@ -131,7 +131,7 @@ TEST_P(GgmlGridTest, UpdatedWeightsStayOnFittedGrid) {
   EXPECT_EQ(g.encode(), bytes);
   // Where the perturbed value stays inside the block's fitted range (no clamping), the error is comparable to
   // RTN of the same data (same grid resolution).
-  const auto direct = qk::ggml::quantize_rows(t, U.data(), 16, 512);
+  const auto direct = qk::ggml::quantize(t, U.data(), 16, 512);
   RowMat y(16, 512);
   qk::ggml::dequantize_rows(t, direct.data(), 16, 512, y.data());
   const int64_t B = g.block_size();
@@ -202,7 +202,7 @@ TEST(GgmlGridImportance, WeightedFitEqualsWeightedEncoder) {
   for (Type t : {Type::Q2_K, Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K, Type::IQ4_NL}) {
     GgmlGrid grid(t);
     const RowMat out = run_grid(grid, W, im.data(), iota(512));
-    EXPECT_EQ(grid.encode(), qk::ggml::quantize_rows(t, W.data(), 8, 512, im.data())) << qk::ggml::info(t).name;
+    EXPECT_EQ(grid.encode(), qk::ggml::quantize(t, W.data(), 8, 512, im.data())) << qk::ggml::info(t).name;
     expect_decode_equals(t, grid.encode(), out);
   }
   // The 32-element types fit with the weighted search too (sigma2 from the block): consistent bytes and values.

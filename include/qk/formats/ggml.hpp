@@ -163,8 +163,9 @@ int64_t row_size(Type t, int64_t cols);
 // NumericError (NaN/Inf input).
 void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* dst, const float* importance = nullptr,
                    int threads = 0);
-std::vector<uint8_t> quantize_rows(Type t, const float* src, int64_t rows, int64_t cols,
-                                   const float* importance = nullptr, int threads = 0);
+// The same into a new buffer of rows * row_size(t, cols) bytes.
+std::vector<uint8_t> quantize(Type t, const float* src, int64_t rows, int64_t cols, const float* importance = nullptr,
+                              int threads = 0);
 // Decodes rows * row_size(t, cols) bytes into rows x cols floats (exactly ggml's to_float).
 void dequantize_rows(Type t, const void* src, int64_t rows, int64_t cols, float* dst, int threads = 0);
 

@@ -201,7 +201,7 @@ TEST_P(GgmlRoundTrip, ZerosStayZero) {
 // Threads only split rows: the bytes do not depend on the thread count.
 TEST_P(GgmlRoundTrip, ThreadCountInvariant) {
   const Type t = GetParam();
-  auto x = qk::test::uniform(37, 512, 5);
+  auto x = qk::test::uniform(67, 1024, 5);  // large enough for the threaded path, odd row count
   const auto a = qk::ggml::quantize(t, x.data(), x.rows(), x.cols(), nullptr, 1);
   const auto b = qk::ggml::quantize(t, x.data(), x.rows(), x.cols(), nullptr, 2);
   EXPECT_EQ(a, b);
@@ -211,6 +211,20 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, GgmlRoundTrip,
                          testing::Values(Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K,
                                          Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K, Type::Q8_K, Type::IQ4_NL),
                          [](const testing::TestParamInfo<Type>& i) { return std::string(qk::ggml::info(i.param).name); });
+
+// Empty and single-row inputs; the buffer overload has exactly rows * row_size bytes.
+TEST(GgmlShapes, EmptyAndSingleRow) {
+  std::vector<float> x(256, 0.5f);
+  EXPECT_TRUE(qk::ggml::quantize(Type::Q4_K, x.data(), 0, 256).empty());
+  EXPECT_NO_THROW(qk::ggml::dequantize_rows(Type::Q4_K, nullptr, 0, 256, nullptr));
+  for (const auto& ti : qk::ggml::types()) {
+    const auto q = qk::ggml::quantize(ti.type, x.data(), 1, 256);
+    EXPECT_EQ(static_cast<int64_t>(q.size()), qk::ggml::row_size(ti.type, 256)) << ti.name;
+    std::vector<float> y(256);
+    qk::ggml::dequantize_rows(ti.type, q.data(), 1, 256, y.data());
+    for (float v : y) EXPECT_NEAR(v, 0.5f, 0.02f) << ti.name;  // a constant row comes back (nearly) exactly
+  }
+}
 
 // More bits, less error: the K-quant ladder and the legacy ladder are ordered on the same data.
 TEST(GgmlProperties, ErrorDecreasesWithBits) {

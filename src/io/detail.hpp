@@ -64,4 +64,17 @@ class ByteReader {
 inline bool mul_ok(uint64_t a, uint64_t b, uint64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
 inline bool add_ok(uint64_t a, uint64_t b, uint64_t& out) { return !__builtin_add_overflow(a, b, &out); }
 
+// Element count of a shape; false when a dimension is negative or the product of the non-zero dimensions exceeds
+// INT64_MAX (so TensorInfo::numel() cannot overflow in any order, even when another dimension is 0).
+inline bool shape_numel(const std::vector<int64_t>& shape, uint64_t& numel) {
+  uint64_t nz = 1;
+  numel = 1;
+  for (int64_t d : shape) {
+    if (d < 0) return false;
+    if (d > 0 && (!mul_ok(nz, static_cast<uint64_t>(d), nz) || nz > static_cast<uint64_t>(INT64_MAX))) return false;
+    numel *= static_cast<uint64_t>(d);
+  }
+  return true;
+}
+
 }  // namespace qk::io::detail

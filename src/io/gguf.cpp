@@ -117,11 +117,11 @@ class GgufParser {
       uint64_t numel = 1;
       for (uint32_t k = 0; k < n_dims; ++k) {
         const auto x = r_.get<uint64_t>("a tensor dimension");
-        if (x > static_cast<uint64_t>(INT64_MAX) || !detail::mul_ok(numel, x, numel) ||
-            numel > static_cast<uint64_t>(INT64_MAX))
+        if (x > static_cast<uint64_t>(INT64_MAX))
           fail<FormatError>("{}: tensor '{}': element count overflows", file_, t.name);
         ne[k] = static_cast<int64_t>(x);
       }
+      if (!detail::shape_numel(ne, numel)) fail<FormatError>("{}: tensor '{}': element count overflows", file_, t.name);
       t.shape.assign(ne.rbegin(), ne.rend());
       t.ggml_type = static_cast<int>(r_.get<uint32_t>("a tensor type"));
       const GgmlTypeInfo* ti = ggml_type_info(t.ggml_type);
@@ -271,10 +271,7 @@ uint64_t ggml_nbytes(int type, const std::vector<int64_t>& shape) {
   const GgmlTypeInfo* ti = ggml_type_info(type);
   if (!ti) fail<InvalidArgument>("unknown ggml type {}", type);
   uint64_t n = 1;
-  for (int64_t s : shape) {
-    if (s < 0) fail<InvalidArgument>("negative dimension {}", s);
-    if (!detail::mul_ok(n, static_cast<uint64_t>(s), n)) fail<InvalidArgument>("shape overflows");
-  }
+  if (!detail::shape_numel(shape, n)) fail<InvalidArgument>("negative or overflowing shape");
   const int64_t row = shape.empty() ? 1 : shape.back();
   if (row % ti->block_size != 0)
     fail<InvalidArgument>("row length {} is not a multiple of {}'s block of {}", row, ti->name, ti->block_size);

@@ -193,8 +193,7 @@ Parsed parse_npy(std::span<const std::byte> data, const std::string& file) {
   t.dtype = *dt;
   t.shape = *shape;
   uint64_t n = 1;
-  for (int64_t s : t.shape)
-    if (!mul_ok(n, static_cast<uint64_t>(s), n)) fail<FormatError>("{}: .npy shape overflows", file);
+  if (!shape_numel(t.shape, n)) fail<FormatError>("{}: .npy shape overflows", file);
   if (!mul_ok(n, dtype_size(*dt), t.nbytes) || t.nbytes > static_cast<uint64_t>(INT64_MAX))
     fail<FormatError>("{}: .npy shape overflows", file);
   t.offset = r.pos();
@@ -214,11 +213,8 @@ NpyWriter::NpyWriter(std::filesystem::path path, DType dtype, std::vector<int64_
     : file_(std::move(path), opts) {
   const std::string descr = npy_descr(dtype);
   uint64_t n = 1;
-  for (int64_t s : shape) {
-    if (s < 0) fail<InvalidArgument>("{}: negative dimension {}", file_.target().string(), s);
-    if (!detail::mul_ok(n, static_cast<uint64_t>(s), n))
-      fail<InvalidArgument>("{}: shape overflows", file_.target().string());
-  }
+  if (!detail::shape_numel(shape, n))
+    fail<InvalidArgument>("{}: negative or overflowing shape", file_.target().string());
   expected_ = n * dtype_size(dtype);
   std::string sh = "(";
   for (size_t i = 0; i < shape.size(); ++i) sh += fmt::format("{}{}", shape[i], shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));

@@ -337,9 +337,9 @@ Parsed parse_safetensors(std::span<const std::byte> data, const std::string& fil
       uint64_t x;
       if (!to_u64(d, x) || x > static_cast<uint64_t>(INT64_MAX))
         fail<FormatError>("{}: tensor '{}': shape entry is not a non-negative integer", file, key);
-      if (!mul_ok(numel, x, numel)) fail<FormatError>("{}: tensor '{}': shape overflows", file, key);
       t.shape.push_back(static_cast<int64_t>(x));
     }
+    if (!shape_numel(t.shape, numel)) fail<FormatError>("{}: tensor '{}': shape overflows", file, key);
     uint64_t nbytes;
     if (!mul_ok(numel, dtype_size(t.dtype), nbytes))
       fail<FormatError>("{}: tensor '{}': byte size overflows", file, key);
@@ -407,10 +407,7 @@ void SafetensorsWriter::add_tensor(std::string name, DType dtype, std::vector<in
   for (const auto& d : decls_)
     if (d.name == name) fail<InvalidArgument>("{}: tensor '{}' declared twice", f, name);
   uint64_t n = 1;
-  for (int64_t s : shape) {
-    if (s < 0) fail<InvalidArgument>("{}: tensor '{}': negative dimension", f, name);
-    if (!detail::mul_ok(n, static_cast<uint64_t>(s), n)) fail<InvalidArgument>("{}: tensor '{}': shape overflows", f, name);
-  }
+  if (!detail::shape_numel(shape, n)) fail<InvalidArgument>("{}: tensor '{}': negative or overflowing shape", f, name);
   decls_.push_back({std::move(name), dtype, std::move(shape), n * dtype_size(dtype)});
 }
 

@@ -322,6 +322,8 @@ TEST(Gguf, RejectsEveryViolation) {
   expect_gguf_error(with([](GgufSpec& s) { s.tensors[1].name = std::string(64, 'x'); }), "the limit is 63");
   expect_gguf_error(with([](GgufSpec& s) { s.tensors[0].ne = {1ull << 40, 1ull << 40}; }), "overflows");
   expect_gguf_error(with([](GgufSpec& s) { s.tensors[0].ne = {0x8000000000000000ull}; }), "overflows");
+  // A zero dimension must not hide an overflowing product of the others (found by fuzz_gguf).
+  expect_gguf_error(with([](GgufSpec& s) { s.tensors[0].ne = {0, 1ull << 45, 1ull << 50}; }), "overflows");
   expect_gguf_error(with([](GgufSpec& s) { s.n_tensors_override = 1ull << 60; }), "cannot fit");
   expect_gguf_error(with([](GgufSpec& s) { s.n_kv_override = 1ull << 60; }), "cannot fit");
   auto kv = [](std::string key, uint32_t type, auto writer) {

@@ -170,6 +170,8 @@ TEST(Safetensors, RejectsEveryViolation) {
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8), "non-negative");
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", 8),
                       "overflows");
+  expect_format_error(st(R"({"a":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", 0),
+                      "overflows");
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8), "end 0 < begin 8");
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,99999999999999999999]}})", 8),
                       "not non-negative integers");

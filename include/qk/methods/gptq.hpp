@@ -69,6 +69,9 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
     if (!detail::all_finite(W.row(r).data(), cols)) detail::report_non_finite(W, "GPTQ: W");
   if (!H.allFinite()) fail<NumericError>("GPTQ: the Hessian has non-finite values");
   const int nt = resolve_threads(o.threads);
+  detail::OmpThreadsScope scope(nt);  // Eigen's own GEMM threads outside our parallel regions
+  // The column loop synchronizes threads at every column (generic grids) or group: worth it only with enough rows.
+  const int nt_rows = std::max(1, std::min(nt, static_cast<int>(rows / 128)));
 
   GptqResult res;
   Eigen::MatrixXf Wc = W;  // column-major working copy
@@ -136,7 +139,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
     const Eigen::MatrixXf U1 = U.block(i1, i1, count, count);
     double block_loss = 0;
     const bool generic = ig == nullptr;
-#pragma omp parallel num_threads(nt) reduction(+ : block_loss)
+#pragma omp parallel num_threads(nt_rows) reduction(+ : block_loss)
     {
       int64_t r0, r1;
       detail::split_range(rows, omp_get_num_threads(), omp_get_thread_num(), r0, r1);

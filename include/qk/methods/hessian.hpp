@@ -48,7 +48,9 @@ class HessianAccumulator {
     if (X.rows() == 0) return;
     for (Eigen::Index t = 0; t < X.rows(); ++t)
       if (!detail::all_finite(X.row(t).data(), X.cols())) detail::report_non_finite(X, "calibration activations X");
-    detail::gram_accumulate(S_, X, resolve_threads(threads));
+    const int nt = resolve_threads(threads);
+    detail::OmpThreadsScope scope(nt);
+    detail::gram_accumulate(S_, X, nt);
     n_ += X.rows();
   }
 

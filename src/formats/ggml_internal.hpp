@@ -55,19 +55,15 @@ void quantize_row(Type t, const float* x, int64_t n, void* y, const float* impor
 void dequantize_row(Type t, const void* x, int64_t n, float* y);
 
 // Index of the nearest entry of a sorted 16-entry table; between two entries the lower one unless the upper is
-// strictly closer (ggml-quants.c best_index_int8).
+// strictly closer (ggml-quants.c best_index_int8). ggml bisects; counting the entries not above x finds the same
+// bracket [ml, ml + 1] (also for NaN, which bisection sends to the top) without unpredictable branches.
 inline int nearest_index(const int8_t* val, float x) {
   if (x <= static_cast<float>(val[0])) return 0;
   if (x >= static_cast<float>(val[15])) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (x < static_cast<float>(val[mid]))
-      hi = mid;
-    else
-      lo = mid;
-  }
-  return x - static_cast<float>(val[hi - 1]) < static_cast<float>(val[hi]) - x ? hi - 1 : hi;
+  int ml = 0;
+  for (int k = 1; k < 15; ++k) ml += !(x < static_cast<float>(val[k]));
+  const int mu = ml + 1;
+  return x - static_cast<float>(val[ml]) < static_cast<float>(val[mu]) - x ? ml : mu;
 }
 
 // 6-bit scale and min j (0..7) of Q4_K / Q5_K (ggml-quants.c get_scale_min_k4).

@@ -228,8 +228,18 @@ inline v4f load4(const float* p) {
 }
 inline void store4(float* p, v4f v) { std::memcpy(p, &v, sizeof(v)); }
 inline v4f splat4(float x) { return v4f{x, x, x, x}; }
+// a < b ? a : b and a > b ? a : b per lane (exactly what SSE minps / maxps compute).
+#if defined(__SSE__)
+inline v4f vmin(v4f a, v4f b) { return __builtin_ia32_minps(a, b); }
+inline v4f vmax(v4f a, v4f b) { return __builtin_ia32_maxps(a, b); }
+#else
 inline v4f vmin(v4f a, v4f b) { return a < b ? a : b; }
 inline v4f vmax(v4f a, v4f b) { return a > b ? a : b; }
+#endif
+// Lanes of b where take is set, else of a.
+inline v4f vselect(v4i take, v4f b, v4f a) {
+  return std::bit_cast<v4f>((std::bit_cast<v4i>(b) & take) | (std::bit_cast<v4i>(a) & ~take));
+}
 inline v4f vabs(v4f a) {
   return std::bit_cast<v4f>(std::bit_cast<v4i>(a) & 0x7fffffff);
 }
@@ -363,9 +373,14 @@ void search_affine_batch(int nmax, const float* x, const float* weights, uint8_t
           min[k] = this_min[k];
         }
       }
-      if (any)
+      if (any) {
+        v4i tk[C];
+        for (int c = 0; c < C; ++c)
+          tk[c] = v4i{-take[4 * c], -take[4 * c + 1], -take[4 * c + 2], -take[4 * c + 3]};
         for (int i = 0; i < N; ++i)
-          for (int k = 0; k < G; ++k) Lb[i][k] = take[k] ? La[i][k] : Lb[i][k];
+          for (int c = 0; c < C; ++c)
+            store4(&Lb[i][4 * c], vselect(tk[c], load4(&La[i][4 * c]), load4(&Lb[i][4 * c])));
+      }
     }
   }
   for (int k = 0; k < G; ++k) {
@@ -445,9 +460,13 @@ void search_sym_batch(int nmax, const float* x, int8_t* L, const float* qw, floa
         best[k] = scale[k] * sumlx[k];
       }
     }
-    if (any)
+    if (any) {
+      v4i tk[C];
+      for (int c = 0; c < C; ++c) tk[c] = v4i{-take[4 * c], -take[4 * c + 1], -take[4 * c + 2], -take[4 * c + 3]};
       for (int i = 0; i < N; ++i)
-        for (int k = 0; k < G; ++k) Lb[i][k] = take[k] ? La[i][k] : Lb[i][k];
+        for (int c = 0; c < C; ++c)
+          store4(&Lb[i][4 * c], vselect(tk[c], load4(&La[i][4 * c]), load4(&Lb[i][4 * c])));
+    }
   }
   for (int k = 0; k < G; ++k) {
     for (int i = 0; i < N; ++i) L[k * N + i] = zero[k] ? 0 : static_cast<int8_t>(Lb[i][k]);

@@ -219,7 +219,7 @@ INSTANTIATE_TEST_SUITE_P(Types, GgmlGridTest,
                          type_name);
 
 TEST(GgmlGridErrors, ProtocolMisuse) {
-  EXPECT_THROW(GgmlGrid(Type::Q8_K), qk::InvalidArgument);
+  EXPECT_THROW(GgmlGrid{Type::Q8_K}, qk::InvalidArgument);
   GgmlGrid g(Type::Q4_K);
   EXPECT_EQ(g.block_size(), 256);
   EXPECT_STREQ(g.name(), "q4_K");

@@ -133,12 +133,16 @@ void quantize_row(Type t, const float* x, int64_t n, void* y, const float* qw) {
     }
     case Type::Q4_K: {
       auto* b = static_cast<BlockQ4_K*>(y);
-      for (int64_t i = 0; i < nb; ++i) encode_q4_K(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
+      int64_t i = 0;
+      for (; i + 1 < nb; i += 2) encode_q4_K_pair(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
+      for (; i < nb; ++i) encode_q4_K(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
       break;
     }
     case Type::Q5_K: {
       auto* b = static_cast<BlockQ5_K*>(y);
-      for (int64_t i = 0; i < nb; ++i) encode_q5_K(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
+      int64_t i = 0;
+      for (; i + 1 < nb; i += 2) encode_q5_K_pair(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
+      for (; i < nb; ++i) encode_q5_K(x + QK_K * i, qw ? qw + QK_K * i : nullptr, b + i);
       break;
     }
     case Type::Q6_K: {

@@ -653,35 +653,78 @@ void k4_scales(const float* scales, const float* mins, const float* sw, uint8_t*
 }
 
 // Sub-block searches of Q4_K / Q5_K (nmax 15 or 31).
+// Sub-block searches of S consecutive Q4_K / Q5_K super-blocks (nmax 15 or 31), all 8*S sub-blocks side by side.
+template <int S>
 void k4_search(const float* x, const float* qw, int nmax, float* scales, float* mins, float* sw, uint8_t* L) {
-  float weights[QK_K];
+  float weights[S * QK_K];
   if (!qw) {
     // reference: weights av_x + |x| with av_x the sub-block RMS; make_qkx2_quants
     const float rmin = nmax == 15 ? -1.f : -0.5f;
     const int nstep = nmax == 15 ? 20 : 15;
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < 8 * S; ++j) {
       const float* xb = x + 32 * j;
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += xb[l] * xb[l];
       const float av_x = std::sqrt(sum_x2 / 32);
       for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(xb[l]);
     }
-    search_affine_batch<8, 32>(nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false, false);
+    search_affine_batch<8 * S, 32>(nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, false, false);
     return;
   }
   // weighted: weights qw * sqrt(sigma2 + x^2), sigma2 = 2 * mean(x^2) over the super-block; make_qkx3_quants
-  float sum_x2 = 0;
-  for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
-  const float sigma2 = 2 * sum_x2 / QK_K;
-  for (int j = 0; j < 8; ++j) {
-    const float* xb = x + 32 * j;
-    float* wb = weights + 32 * j;
-    for (int l = 0; l < 32; ++l) wb[l] = qw[32 * j + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
-    float sumw = 0;
-    for (int l = 0; l < 32; ++l) sumw += wb[l];
-    sw[j] = sumw;
+  for (int s = 0; s < S; ++s) {
+    const float* xs = x + QK_K * s;
+    float sum_x2 = 0;
+    for (int l = 0; l < QK_K; ++l) sum_x2 += xs[l] * xs[l];
+    const float sigma2 = 2 * sum_x2 / QK_K;
+    for (int j = 0; j < 8; ++j) {
+      const float* xb = xs + 32 * j;
+      float* wb = weights + QK_K * s + 32 * j;
+      for (int l = 0; l < 32; ++l) wb[l] = qw[QK_K * s + 32 * j + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
+      float sumw = 0;
+      for (int l = 0; l < 32; ++l) sumw += wb[l];
+      sw[8 * s + j] = sumw;
+    }
   }
-  search_affine_batch<8, 32>(nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
+  search_affine_batch<8 * S, 32>(nmax, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false, true);
+}
+
+void finish_q4_K(const float* x, const float* qw, const float* scales, const float* mins, const float* sw, uint8_t* L,
+                 BlockQ4_K* y) {
+  k4_scales(scales, mins, qw ? sw : nullptr, y->scales, &y->d, &y->dmin, false);
+  requantize_k4(x, y->d, y->dmin, y->scales, 15, L);
+  uint8_t* q = y->qs;
+  for (int j = 0; j < QK_K; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
+void finish_q5_K(const float* x, const float* qw, const float* scales, const float* mins, const float* sw, uint8_t* L,
+                 BlockQ5_K* y) {
+  k4_scales(scales, mins, qw ? sw : nullptr, y->scales, &y->d, &y->dmin, true);
+  requantize_k4(x, y->d, y->dmin, y->scales, 31, L);
+  std::memset(y->qh, 0, sizeof(y->qh));
+  uint8_t* ql = y->qs;
+  uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < QK_K; n += 64) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n + j];
+      if (l1 > 15) {
+        l1 -= 16;
+        y->qh[j] = static_cast<uint8_t>(y->qh[j] | m1);
+      }
+      int l2 = L[n + j + 32];
+      if (l2 > 15) {
+        l2 -= 16;
+        y->qh[j] = static_cast<uint8_t>(y->qh[j] | m2);
+      }
+      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+    m1 = static_cast<uint8_t>(m1 << 2);
+    m2 = static_cast<uint8_t>(m2 << 2);
+    ql += 32;
+  }
 }
 
 }  // namespace
@@ -998,43 +1041,31 @@ void encode_q3_K(const float* x, const float* qw, BlockQ3_K* y) {
 void encode_q4_K(const float* x, const float* qw, BlockQ4_K* y) {
   uint8_t L[QK_K];
   float scales[8], mins[8], sw[8];
-  k4_search(x, qw, 15, scales, mins, sw, L);
-  k4_scales(scales, mins, qw ? sw : nullptr, y->scales, &y->d, &y->dmin, false);
-  requantize_k4(x, y->d, y->dmin, y->scales, 15, L);
-  uint8_t* q = y->qs;
-  for (int j = 0; j < QK_K; j += 64) {
-    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
-    q += 32;
-  }
+  k4_search<1>(x, qw, 15, scales, mins, sw, L);
+  finish_q4_K(x, qw, scales, mins, sw, L, y);
+}
+
+void encode_q4_K_pair(const float* x, const float* qw, BlockQ4_K* y) {
+  uint8_t L[2 * QK_K];
+  float scales[16], mins[16], sw[16];
+  k4_search<2>(x, qw, 15, scales, mins, sw, L);
+  for (int s = 0; s < 2; ++s)
+    finish_q4_K(x + QK_K * s, qw, scales + 8 * s, mins + 8 * s, sw + 8 * s, L + QK_K * s, y + s);
 }
 
 void encode_q5_K(const float* x, const float* qw, BlockQ5_K* y) {
   uint8_t L[QK_K];
   float scales[8], mins[8], sw[8];
-  k4_search(x, qw, 31, scales, mins, sw, L);
-  k4_scales(scales, mins, qw ? sw : nullptr, y->scales, &y->d, &y->dmin, true);
-  requantize_k4(x, y->d, y->dmin, y->scales, 31, L);
-  std::memset(y->qh, 0, sizeof(y->qh));
-  uint8_t* ql = y->qs;
-  uint8_t m1 = 1, m2 = 2;
-  for (int n = 0; n < QK_K; n += 64) {
-    for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j];
-      if (l1 > 15) {
-        l1 -= 16;
-        y->qh[j] = static_cast<uint8_t>(y->qh[j] | m1);
-      }
-      int l2 = L[n + j + 32];
-      if (l2 > 15) {
-        l2 -= 16;
-        y->qh[j] = static_cast<uint8_t>(y->qh[j] | m2);
-      }
-      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-    }
-    m1 = static_cast<uint8_t>(m1 << 2);
-    m2 = static_cast<uint8_t>(m2 << 2);
-    ql += 32;
-  }
+  k4_search<1>(x, qw, 31, scales, mins, sw, L);
+  finish_q5_K(x, qw, scales, mins, sw, L, y);
+}
+
+void encode_q5_K_pair(const float* x, const float* qw, BlockQ5_K* y) {
+  uint8_t L[2 * QK_K];
+  float scales[16], mins[16], sw[16];
+  k4_search<2>(x, qw, 31, scales, mins, sw, L);
+  for (int s = 0; s < 2; ++s)
+    finish_q5_K(x + QK_K * s, qw, scales + 8 * s, mins + 8 * s, sw + 8 * s, L + QK_K * s, y + s);
 }
 
 // Q6_K: the reference and the weighted path differ only in make_qx_quants' weights (x^2 or the importance).

@@ -139,6 +139,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
     const Eigen::MatrixXf U1 = U.block(i1, i1, count, count);
     double block_loss = 0;
     const bool generic = ig == nullptr;
+    constexpr int64_t kSub = 32;
 #pragma omp parallel num_threads(nt_rows) reduction(+ : block_loss)
     {
       int64_t r0, r1;
@@ -172,11 +173,17 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
           acc += e[r] * e[r];
         }
         block_loss += acc;
-        for (int64_t k = i + 1; k < count; ++k) {
+        // The error of column i goes to the rest of its sub-block now, and to the block's later sub-blocks with
+        // one GEMM when the sub-block is done (the lazy-batch idea once more, so the updated columns stay in cache).
+        const int64_t s0 = i / kSub * kSub, s1 = std::min(s0 + kSub, count);
+        for (int64_t k = i + 1; k < s1; ++k) {
           const float h = U1(i, k);
           float* wk = W1.col(k).data() + r0;
           for (int64_t r = 0; r < n; ++r) wk[r] -= e[r] * h;
         }
+        if (i + 1 == s1 && s1 < count)
+          W1.block(r0, s1, n, count - s1).noalias() -=
+              E1.block(r0, s0, n, s1 - s0) * U1.block(s0, s1, s1 - s0, count - s1);
       }
 #pragma omp barrier
       if (n > 0 && i2 < cols)

@@ -729,6 +729,27 @@ void finish_q5_K(const float* x, const float* qw, const float* scales, const flo
 
 }  // namespace
 
+// ---------------------------------------------------------------- oracle hooks for tests
+// tests/formats/test_ggml_search.cpp checks the batched searches lane by lane against the one-group searches.
+float search_affine_one(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, float rmin,
+                        float rdelta, int nstep, bool use_mad, bool strict) {
+  uint8_t Laux[32];
+  return search_affine(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, use_mad, strict);
+}
+void search_affine_lanes(int n, int nmax, const float* x, const float* w, uint8_t* L, float* scales, float* mins,
+                         float rmin, float rdelta, int nstep, bool use_mad, bool strict) {
+  if (n == 16)
+    search_affine_batch<16, 16>(nmax, x, w, L, scales, mins, rmin, rdelta, nstep, use_mad, strict);
+  else
+    search_affine_batch<16, 32>(nmax, x, w, L, scales, mins, rmin, rdelta, nstep, use_mad, strict);
+}
+float search_sym_one(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  return search_sym(n, nmax, x, L, qw);
+}
+void search_sym_lanes(int nmax, const float* x, int8_t* L, const float* qw, float* scales) {
+  search_sym_batch<16, 16>(nmax, x, L, qw, scales);
+}
+
 // ---------------------------------------------------------------- 32-element types
 void encode_q4_0(const float* x, const float* qw, float sigma2, BlockQ4_0* y, LegacyAux* aux) {
   if (!qw) {

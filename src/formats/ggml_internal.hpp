@@ -53,6 +53,15 @@ void encode_q5_K_pair(const float* x, const float* qw, BlockQ5_K* y);
 void encode_q6_K(const float* x, const float* qw, BlockQ6_K* y);
 void encode_q8_K(const float* x, BlockQ8_K* y);
 
+// Test hooks: the one-group scale searches (the scalar oracle, make_qkx2/3_quants and make_qx_quants) and their
+// batched forms over 16 groups of n (16 or 32) values; see ggml_encode.cpp.
+float search_affine_one(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, float rmin,
+                        float rdelta, int nstep, bool use_mad, bool strict);
+void search_affine_lanes(int n, int nmax, const float* x, const float* w, uint8_t* L, float* scales, float* mins,
+                         float rmin, float rdelta, int nstep, bool use_mad, bool strict);
+float search_sym_one(int n, int nmax, const float* x, int8_t* L, const float* qw);
+void search_sym_lanes(int nmax, const float* x, int8_t* L, const float* qw, float* scales);
+
 // One row (n a multiple of the block), importance optional (n weights).
 void quantize_row(Type t, const float* x, int64_t n, void* y, const float* importance);
 void dequantize_row(Type t, const void* x, int64_t n, float* y);

@@ -1,6 +1,7 @@
 #pragma once
-// Helpers of the calibration tests: the reference data sets (tests/data/calib, copied from shared/data/calib),
-// a small JSON reader for reference.json, and fake-quant MSE with the reference's conventions (its "meta").
+// Helpers of the calibration tests: the reference data sets (tests/data/calib, copied from shared/data/calib,
+// read through qk::io), a small JSON reader for reference.json, and fake-quant MSE with the reference's conventions
+// (its "meta").
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "qk/io/tensor_file.hpp"
 #include "test_util.hpp"
 
 namespace qk::test::calib {
@@ -155,50 +157,18 @@ struct DataSet {
   std::vector<float> x;
 };
 
-// A little-endian float32 C-order .npy (the only kind the reference sets use); private to the tests so they do
-// not depend on the io layer.
-inline DataSet read_npy_f32(const std::filesystem::path& p) {
-  const auto b = read_bytes(p);
-  if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0) throw std::runtime_error(p.string() + ": not .npy");
-  const int major = static_cast<unsigned char>(b[6]);
-  size_t hl, off;
-  if (major == 1) {
-    hl = static_cast<unsigned char>(b[8]) | (static_cast<size_t>(static_cast<unsigned char>(b[9])) << 8);
-    off = 10;
-  } else {
-    hl = 0;
-    for (int i = 0; i < 4; ++i) hl |= static_cast<size_t>(static_cast<unsigned char>(b[8 + i])) << (8 * i);
-    off = 12;
-  }
-  const std::string h(b.data() + off, hl);
-  if (h.find("'<f4'") == std::string::npos || h.find("'fortran_order': False") == std::string::npos)
-    throw std::runtime_error(p.string() + ": not a C-order float32 array");
-  DataSet d;
-  const size_t a = h.find('(', h.find("'shape'")), e = h.find(')', a);
-  std::string dims = h.substr(a + 1, e - a - 1);
-  size_t pos = 0;
-  while (pos < dims.size()) {
-    size_t q = dims.find(',', pos);
-    std::string t = dims.substr(pos, q == std::string::npos ? std::string::npos : q - pos);
-    if (t.find_first_of("0123456789") != std::string::npos) d.shape.push_back(std::stoll(t));
-    if (q == std::string::npos) break;
-    pos = q + 1;
-  }
-  int64_t n = 1;
-  for (auto v : d.shape) n *= v;
-  const size_t data_off = off + hl;
-  if (b.size() != data_off + static_cast<size_t>(n) * 4) throw std::runtime_error(p.string() + ": truncated");
-  d.x.resize(static_cast<size_t>(n));
-  std::memcpy(d.x.data(), b.data() + data_off, static_cast<size_t>(n) * 4);
-  return d;
-}
-
 inline const DataSet& dataset(const std::string& id) {
   static std::map<std::string, std::unique_ptr<DataSet>> cache;
   auto& slot = cache[id];
   if (!slot) {
     const std::string file = reference()["datasets"][id]["file"].str;
-    slot = std::make_unique<DataSet>(read_npy_f32(calib_data(file)));
+    const auto f = qk::io::TensorFile::open(calib_data(file));
+    const auto& t = f->tensors().at(0);
+    if (t.dtype != qk::io::DType::F32) throw std::runtime_error(file + ": expected float32");
+    const auto m = f->read_matrix(t);
+    slot = std::make_unique<DataSet>();
+    slot->shape = t.shape;
+    slot->x.assign(m.data(), m.data() + m.size());
   }
   return *slot;
 }

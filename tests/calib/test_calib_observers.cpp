@@ -253,6 +253,10 @@ TEST(PerChannelObserver, AnyAxisOfAnNdTensor) {
     const std::vector<int64_t> other = {3, 2, 5};
     EXPECT_THROW(o.observe(x.data(), other), qk::ShapeError);
   }
+  std::vector<float> wide(70000, 1.0f);
+  const std::vector<int64_t> wide_shape = {70000};
+  PerChannelObserver too_many(MinMaxObserver(QuantScheme::per_tensor(8)), 0);
+  EXPECT_THROW(too_many.observe(wide.data(), wide_shape), qk::InvalidArgument);
   PerChannelObserver bad(MinMaxObserver(QuantScheme::per_tensor(8)), 3);
   EXPECT_THROW(bad.observe(x.data(), shape), qk::InvalidArgument);
   EXPECT_THROW(bad.results(), qk::InvalidArgument);

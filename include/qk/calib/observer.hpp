@@ -245,6 +245,9 @@ class HistogramObserver : public Observer {
 // have the same number of channels.
 class PerChannelObserver {
  public:
+  // Each channel's observer keeps a histogram (16 bytes per bin for symmetric schemes), so the channel count is
+  // bounded: 65536 channels of 2048 bins take 2 GiB.
+  static constexpr int64_t kMaxChannels = 65536;
   PerChannelObserver(const Observer& prototype, int axis) : proto_(prototype.clone()), axis_(axis) {}
 
   // data: row-major tensor of the given shape; the channel axis may be negative (from the end).
@@ -258,6 +261,9 @@ class PerChannelObserver {
     const int64_t C = shape[static_cast<size_t>(ax)];
     if (obs_.empty()) {
       if (C <= 0) fail<ShapeError>("per-channel observer: channel axis {} has no channels", axis_);
+      if (C > kMaxChannels)
+        fail<InvalidArgument>("per-channel observer: {} channels along axis {} (at most {}: each keeps its own "
+                              "histogram)", C, axis_, kMaxChannels);
       for (int64_t c = 0; c < C; ++c) obs_.push_back(proto_->clone());
     } else if (C != static_cast<int64_t>(obs_.size())) {
       fail<ShapeError>("per-channel observer: batch has {} channels along axis {}, earlier batches had {}", C, axis_,

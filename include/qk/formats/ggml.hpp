@@ -166,6 +166,11 @@ void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* d
 // The same into a new buffer of rows * row_size(t, cols) bytes.
 std::vector<uint8_t> quantize(Type t, const float* src, int64_t rows, int64_t cols, const float* importance = nullptr,
                               int threads = 0);
+// Alias of quantize() (a literal nullptr as fifth argument is ambiguous here: use quantize() for that).
+inline std::vector<uint8_t> quantize_rows(Type t, const float* src, int64_t rows, int64_t cols,
+                                          const float* importance = nullptr, int threads = 0) {
+  return quantize(t, src, rows, cols, importance, threads);
+}
 // Decodes rows * row_size(t, cols) bytes into rows x cols floats (exactly ggml's to_float).
 void dequantize_rows(Type t, const void* src, int64_t rows, int64_t cols, float* dst, int threads = 0);
 

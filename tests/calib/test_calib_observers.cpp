@@ -91,6 +91,9 @@ TEST(Histogram, ExtremeRangesAndFolding) {
   std::vector<float> nan = {1.0f, NAN};
   EXPECT_THROW(h.add(nan.data(), 2), qk::NumericError);
   EXPECT_EQ(h.total(), 13u);  // the bad batch was not counted
+  std::vector<float> huge = {1.0f, 3e38f};
+  EXPECT_THROW(h.add(huge.data(), 2), qk::NumericError);
+  EXPECT_EQ(h.total(), 13u);
   EXPECT_THROW(Histogram(4), qk::InvalidArgument);
 }
 

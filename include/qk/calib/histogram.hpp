@@ -36,6 +36,7 @@ enum class HistMode { Abs, Signed };
 
 class Histogram {
  public:
+  static constexpr float kMaxMagnitude = 1e34f;
   explicit Histogram(int64_t capacity = 2048, HistMode mode = HistMode::Abs) : cap_(capacity), mode_(mode) {
     if (capacity < 8 || capacity > (int64_t{1} << 26))
       fail<InvalidArgument>("histogram: bin count must be in 8..2^26, got {}", capacity);
@@ -96,6 +97,10 @@ class Histogram {
       for (int64_t i = 0; i < n; ++i)
         if (!std::isfinite(x[i])) fail<NumericError>("histogram: non-finite value {} at index {} of the batch", x[i], i);
     }
+    // v·n must stay finite in float32 for the grid arithmetic.
+    if (std::max(std::fabs(lo), std::fabs(hi)) > kMaxMagnitude)
+      fail<NumericError>("histogram: value {} is beyond the calibratable magnitude {}",
+                         std::fabs(lo) > std::fabs(hi) ? lo : hi, kMaxMagnitude);
     if (total_ == 0) start(lo, hi);
     fit(lo, hi);
     const float nf = nf_, den = den_;

@@ -269,6 +269,7 @@ void gemm_s8(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point, con
 }
 
 void gemm_s8(const int8_t* a, int64_t m, int64_t lda, const PackedS8& w, int32_t* c, int64_t ldc, const Exec& ex) {
+  check_s8(w, "gemm_s8");
   check_rows("gemm_s8 (A)", m, lda, w.k, a);
   // Signed activations run as unsigned ones with zero-point 128: a + 128 == a ^ 0x80 as a byte.
   std::vector<uint8_t> u(static_cast<size_t>(m * w.k));
@@ -299,6 +300,8 @@ void gemm_s8_f32(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point,
 }
 
 void quantize_rows_u8(const float* x, int64_t m, int64_t k, int64_t ldx, uint8_t* q, float* scale) {
+  if (m < 0 || k <= 0 || ldx < k) fail<InvalidArgument>("quantize_rows_u8: bad shape M = {}, K = {}, ldx = {}", m, k, ldx);
+  if (m > 0 && (!x || !q || !scale)) fail<InvalidArgument>("quantize_rows_u8: null pointer");
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * ldx;
     check_finite_row(xr, k, r, "quantize_rows_u8");
@@ -461,7 +464,8 @@ QuantizedActs quantize_acts(const float* x, int64_t m, int64_t k, int64_t ldx, i
 
 void gemm_w4(const QuantizedActs& a, const PackedW4& w, const float* bias, float* y, int64_t ldy, const Exec& ex) {
   check_w4(w, "gemm_w4");
-  if (a.k != w.k || a.groups != w.groups() || a.q.size() != static_cast<size_t>(a.m * a.k))
+  if (a.k != w.k || a.groups != w.groups() || a.q.size() != static_cast<size_t>(a.m * a.k) ||
+      a.scale.size() != static_cast<size_t>(a.m * a.groups) || a.sum.size() != a.scale.size())
     fail<ShapeError>("gemm_w4: activations [{}, {}] with {} groups do not match weights [{}, {}] with {} groups", a.m,
                      a.k, a.groups, w.n, w.k, w.groups());
   check_rows("gemm_w4 (Y)", a.m, ldy, w.n, y);

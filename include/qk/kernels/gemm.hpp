@@ -72,7 +72,8 @@ void gemm_s8_f32(const uint8_t* a, int64_t m, int64_t lda, int32_t a_zero_point,
                  const PackedS8& w, const float* bias, float* c, int64_t ldc, const Exec& ex = {});
 
 // Per-token (per-row) activation quantization to uint8 with zero-point 128: q = clamp(round(x / s), -127, 127)
-// + 128 with s = max|x| / 127 (1 for an all-zero row). NaN/Inf input: qk::NumericError.
+// + 128 with s = max|x| / 127 (1 for an all-zero row), into q[m, k] (row stride k) and scale[m].
+// NaN/Inf input: qk::NumericError.
 void quantize_rows_u8(const float* x, int64_t m, int64_t k, int64_t ldx, uint8_t* q, float* scale);
 // Y = dynamically quantized X (per row, as above) times W, then scales and bias: the W8A8 linear layer.
 void linear_w8a8_dynamic(const float* x, int64_t m, int64_t ldx, const PackedS8& w, const float* bias, float* y,

@@ -7,6 +7,7 @@
 // the `threads` argument; calls made outside a region run under OmpThreadsScope, which sets the calling thread's
 // OpenMP thread count for the scope and restores it.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 

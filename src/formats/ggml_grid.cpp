@@ -202,10 +202,23 @@ void GgmlGrid::reset(int64_t rows, int64_t cols) {
   bytes_.assign(static_cast<size_t>(rows * row_bytes_), 0);
   fitted_.assign(static_cast<size_t>(nblocks_), 0);
   const size_t np = static_cast<size_t>(rows * nblocks_ * nsub_);
+  row_sigma2_.clear();
   a_.assign(np, 0.0f);
   b_.assign(np, 0.0f);
   dl_.assign(np, 0.0f);
   ml_.assign(np, 0.0f);
+}
+
+void GgmlGrid::set_row_statistics(const float* W) {
+  if (rows_ == 0) fail<InvalidArgument>("GgmlGrid {}: set_row_statistics before reset", info(type_).name);
+  if (!W) fail<InvalidArgument>("GgmlGrid {}: set_row_statistics needs the weight", info(type_).name);
+  row_sigma2_.assign(static_cast<size_t>(rows_), 0.0f);
+  for (int64_t r = 0; r < rows_; ++r) {  // quantize_row_<t>_impl: sum_x2 / n_per_row
+    const float* x = W + r * cols_;
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < cols_; ++j) sum_x2 += x[j] * x[j];
+    row_sigma2_[static_cast<size_t>(r)] = sum_x2 / static_cast<float>(cols_);
+  }
 }
 
 void GgmlGrid::fit(int64_t c0, const Eigen::Ref<const Eigen::MatrixXf>& W, const float* importance) {
@@ -235,10 +248,14 @@ void GgmlGrid::fit(int64_t c0, const Eigen::Ref<const Eigen::MatrixXf>& W, const
     const int64_t p0 = (r * nblocks_ + blk) * nsub_;
     detail::LegacyAux aux;
     float sigma2 = 0.0f;
-    if (qw) {  // the 32-element types' weighted path: sigma2 = mean(x^2), here over the block
-      float s = 0;
-      for (int64_t j = 0; j < B; ++j) s += x[j] * x[j];
-      sigma2 = s / static_cast<float>(B);
+    if (qw) {  // the 32-element types' weighted path: sigma2 = mean(x^2) over the row, else over the block
+      if (!row_sigma2_.empty()) {
+        sigma2 = row_sigma2_[static_cast<size_t>(r)];
+      } else {
+        float s = 0;
+        for (int64_t j = 0; j < B; ++j) s += x[j] * x[j];
+        sigma2 = s / static_cast<float>(B);
+      }
     }
     switch (type_) {
       case Type::Q4_0: {

@@ -213,6 +213,50 @@ TEST(GgmlGridImportance, WeightedFitEqualsWeightedEncoder) {
   }
 }
 
+// With the whole rows given (set_row_statistics), the 32-element types' importance-weighted fit finds ggml's
+// scales exactly (the block headers equal quantize_rows(..., importance)); their codes are then rounded onto those
+// scales, where ggml keeps the codes of its search's best trial, so only the headers are compared for them.
+TEST(GgmlGridImportance, RowStatisticsMakeLegacyWeightedFitExact) {
+  RowMat W = qk::test::gaussian(8, 512, 51, 0.02f);
+  W(2, 100) = 0.5f;
+  std::vector<float> im(512);
+  auto g = qk::test::rng(52);
+  std::uniform_real_distribution<float> u(0.001f, 3.0f);
+  for (float& v : im) v = u(g);
+  for (Type t : {Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q4_K}) {
+    GgmlGrid grid(t);
+    const int64_t B = grid.block_size();
+    grid.reset(W.rows(), W.cols());
+    grid.set_row_statistics(W.data());
+    for (int64_t c0 = 0; c0 < W.cols(); c0 += B) {
+      Eigen::MatrixXf blk = W.middleCols(c0, B);
+      grid.fit(c0, blk, im.data() + c0);
+    }
+    RowMat out(W.rows(), W.cols());
+    Eigen::VectorXf col(W.rows()), q(W.rows());
+    for (int64_t c = 0; c < W.cols(); ++c) {
+      col = W.col(c);
+      grid.quantize_column(c, col, q);
+      out.col(c) = q;
+    }
+    const auto want = qk::ggml::quantize(t, W.data(), W.rows(), W.cols(), im.data());
+    if (t != Type::Q4_K) {
+      const size_t header = (t == Type::Q4_0 || t == Type::Q5_0) ? 2 : 4;  // d, or d and m
+      const auto got = grid.encode();
+      const size_t bb = static_cast<size_t>(qk::ggml::info(t).block_bytes);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t b = 0; b < got.size(); b += bb)
+        ASSERT_EQ(0, std::memcmp(got.data() + b, want.data() + b, header))
+            << qk::ggml::info(t).name << " block " << b / bb;
+    } else {
+      EXPECT_EQ(grid.encode(), want) << qk::ggml::info(t).name;
+    }
+    expect_decode_equals(t, grid.encode(), out);
+  }
+  GgmlGrid fresh(Type::Q4_0);
+  EXPECT_THROW(fresh.set_row_statistics(W.data()), qk::InvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, GgmlGridTest,
                          testing::Values(Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q8_0, Type::IQ4_NL,
                                          Type::Q2_K, Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K),

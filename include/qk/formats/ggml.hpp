@@ -177,7 +177,8 @@ void dequantize_rows(Type t, const void* src, int64_t rows, int64_t cols, float*
 // ---------------------------------------------------------------- GgmlGrid
 // WeightGrid over a ggml block type (all types above but Q8_K). fit() encodes each row's block (or super-block)
 // of the current weights exactly as quantize_rows would (with importance: the importance-weighted search; for the
-// 32-element types sigma2 then comes from the block, where quantize_rows uses the whole row) and keeps its scales;
+// 32-element types sigma2 then comes from the block unless set_row_statistics gave the whole rows) and keeps its
+// scales;
 // quantize_column() rounds a column onto those scales with ggml's own final rounding rule and writes the codes into
 // the block. encode() returns the [rows, cols] tensor bytes; dequantize_rows of them reproduces every value
 // quantize_column returned. Without weight updates (pure RTN) and without importance, encode() equals
@@ -193,6 +194,11 @@ class GgmlGrid final : public WeightGrid {
   const char* name() const override;
 
   Type type() const { return type_; }
+  // Optional, after reset(): the whole [rows, cols] row-major weight, from which the 32-element types' importance-
+  // weighted fit takes sigma2 = mean(x^2) over each entire row, as quantize_rows does (fit() alone sees only the
+  // block), so the fitted scales equal quantize_rows(..., importance)'s. (Their codes are still rounded onto those
+  // scales; ggml keeps the codes of its search's best trial there.)
+  void set_row_statistics(const float* W);
   // The encoded tensor (rows * row_size bytes). InvalidArgument when a block was never fitted.
   std::vector<uint8_t> encode() const;
 
@@ -203,6 +209,7 @@ class GgmlGrid final : public WeightGrid {
   std::vector<uint8_t> fitted_;  // per block column
   // Per (row, block, sub-block): the rounding parameters (a, b) of that type's rule and the decode (dl, ml).
   std::vector<float> a_, b_, dl_, ml_;
+  std::vector<float> row_sigma2_;  // empty unless set_row_statistics was called
 };
 
 }  // namespace qk::ggml

@@ -91,7 +91,7 @@ void bm_s8_ours(benchmark::State& st, Shape s) {
     i = (i + 1) % w.size();
   }
   set_counters(st, s, static_cast<double>(w[0].weight_bytes()));
-  st.SetLabel(active_kernel_names().gemm_s8);
+  st.SetLabel(s.m == 1 ? active_kernel_names().gemv_s8 : active_kernel_names().gemm_s8);
 }
 
 // ---------------------------------------------------------------- qk int4

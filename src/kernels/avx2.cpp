@@ -264,6 +264,7 @@ void gemm_w4_f32(const W4F32Problem& p, int64_t m0, int64_t m1, int64_t t0, int6
 const KernelTable& table_avx2() {
   static const KernelTable t{Isa::avx2,
                              "qk_gemm_u8s8s32_2x16c4__avx2",
+                             "qk_gemv_u8s8s32_1x32c4__avx2",
                              avx2::gemm_s8,
                              "qk_gemm_s8w4f32_2x16c8__avx2",
                              avx2::gemm_w4,

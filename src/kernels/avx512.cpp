@@ -122,6 +122,7 @@ inline __m512i dp(__m512i acc, __m512i u8, __m512i s8) {
 const KernelTable& table_avx512() {
   static const KernelTable t{Isa::avx512,
                              "qk_gemm_u8s8s32_4x32c4__avx512bw",
+                             "qk_gemv_u8s8s32_1x64c4__avx512bw",
                              avx512::gemm_s8,
                              "qk_gemm_s8w4f32_4x32c8__avx512bw",
                              avx512::gemm_w4,

@@ -136,6 +136,7 @@ inline __m512i dp(__m512i acc, __m512i u8, __m512i s8) { return dpbusd(acc, u8, 
 const KernelTable& table_avx512vnni() {
   static const KernelTable t{Isa::avx512vnni,
                              "qk_gemm_u8s8s32_8x32c4__avx512vnni",
+                             "qk_gemv_u8s8s32_1x128c4__avx512vnni",
                              avx512vnni::gemm_s8,
                              "qk_gemm_s8w4f32_4x32c8__avx512vnni",
                              avx512vnni::gemm_w4,

@@ -183,7 +183,7 @@ Isa active_isa() {
 
 KernelNames kernel_names(Isa isa) {
   const detail::KernelTable& t = table_for(isa);
-  return {t.gemm_s8_name, t.gemm_w4_name, t.gemv_w4_name, t.gemm_w4_f32_name};
+  return {t.gemm_s8_name, t.gemv_s8_name, t.gemm_w4_name, t.gemv_w4_name, t.gemm_w4_f32_name};
 }
 
 KernelNames active_kernel_names() { return kernel_names(active_isa()); }

@@ -48,6 +48,7 @@ using W4F32Fn = void (*)(const W4F32Problem&, int64_t m0, int64_t m1, int64_t t0
 struct KernelTable {
   Isa isa;
   const char* gemm_s8_name;
+  const char* gemv_s8_name;  // the M = 1 path inside gemm_s8
   S8Fn gemm_s8;
   const char* gemm_w4_name;
   W4Fn gemm_w4;

@@ -72,6 +72,7 @@ void gemm_w4_f32_ref(const W4F32Problem& p, int64_t m0, int64_t m1, int64_t t0, 
 const KernelTable& table_scalar() {
   static const KernelTable t{Isa::scalar,
                              "qk_gemm_u8s8s32_1x1__scalar",
+                             "qk_gemv_u8s8s32_1x1__scalar",
                              gemm_s8_ref,
                              "qk_gemm_s8w4f32_1x1__scalar",
                              gemm_w4_ref,

@@ -36,7 +36,7 @@ TEST(KernelIsa, SupportedPathsAreOrderedAndIncludeActive) {
   std::cout << "; active " << isa_name(active_isa()) << "\n";
   for (Isa i : kAllIsas) {
     const KernelNames k = kernel_names(i);
-    EXPECT_FALSE(k.gemm_s8.empty() || k.gemm_w4.empty() || k.gemv_w4.empty() || k.gemm_w4_f32.empty());
+    EXPECT_FALSE(k.gemm_s8.empty() || k.gemv_s8.empty() || k.gemm_w4.empty() || k.gemv_w4.empty() || k.gemm_w4_f32.empty());
   }
 }
 

@@ -37,11 +37,11 @@ struct BenchOptions {
 
 int run_list() {
   using namespace qk::kernels;
-  Table t({"path", "active", "gemm_s8", "gemm_w4", "gemv_w4", "gemm_w4_f32"});
+  Table t({"path", "active", "gemm_s8", "gemv_s8", "gemm_w4", "gemv_w4", "gemm_w4_f32"});
   const Isa active = active_isa();
   for (Isa i : supported_isas()) {
     const KernelNames k = kernel_names(i);
-    t.add({isa_name(i), i == active ? "*" : "", k.gemm_s8, k.gemm_w4, k.gemv_w4, k.gemm_w4_f32});
+    t.add({isa_name(i), i == active ? "*" : "", k.gemm_s8, k.gemv_s8, k.gemm_w4, k.gemv_w4, k.gemm_w4_f32});
   }
   t.print();
   std::vector<std::string> missing;
@@ -88,7 +88,7 @@ int run_gemm(const BenchOptions& o) {
     for (auto& v : a8) v = static_cast<uint8_t>(du(g));
     a_scale.assign(static_cast<size_t>(o.m), 0.02f);
     weight_bytes = static_cast<double>(w8[0].weight_bytes());
-    kernel = active_kernel_names().gemm_s8;
+    kernel = o.m == 1 ? active_kernel_names().gemv_s8 : active_kernel_names().gemm_s8;
     call = [&](size_t i) { gemm_s8_f32(a8.data(), o.m, o.k, 128, a_scale.data(), w8[i], nullptr, y.data(), o.n, ex); };
   } else {
     std::uniform_int_distribution<int> d4(0, 15);

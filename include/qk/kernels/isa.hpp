@@ -38,7 +38,8 @@ Isa active_isa();
 
 // Names of the kernels one path provides, e.g. "qk_gemm_u8s8s32_8x32c4__avx512vnni".
 struct KernelNames {
-  std::string gemm_s8;      // int8 x int8 -> int32 / f32 GEMM (any M)
+  std::string gemm_s8;      // int8 x int8 -> int32 / f32 GEMM, M > 1
+  std::string gemv_s8;      // the same, M = 1
   std::string gemm_w4;      // int4 weights x int8 activations, M > 1
   std::string gemv_w4;      // int4 weights x int8 activations, M = 1
   std::string gemm_w4_f32;  // int4 weights x f32 activations (dequantize on the fly)

@@ -14,8 +14,8 @@ struct Result {
   std::string out;
 };
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(QK_QTOOL) + " " + args + " 2>/dev/null";
+Result run(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + " " + std::string(QK_QTOOL) + " " + args + " 2>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return {-1, ""};
   std::string out;
@@ -49,6 +49,13 @@ TEST(QtoolBench, BadOptionsExitWithUsageError) {
   EXPECT_EQ(run("bench gemm --m 2 --n 16 --k 60 --weights w4 --group 32").code, 2);
   EXPECT_EQ(run("bench gemm --m 0 --n 16 --k 64 --weights s8").code, 2);
   EXPECT_EQ(run("bench gemm --m 2 --n 16 --k 64 --weights s8 --bogus").code, 2);
+}
+
+TEST(QtoolBench, QkIsaOverrideIsHonouredOrRejected) {
+  const Result forced = run("bench gemm --m 1 --n 16 --k 32 --weights s8 --json", "QK_ISA=scalar");
+  ASSERT_EQ(forced.code, 0);
+  EXPECT_NE(forced.out.find("\"isa\":\"scalar\""), std::string::npos) << forced.out;
+  EXPECT_EQ(run("bench --list", "QK_ISA=avx9000").code, 2);
 }
 
 }  // namespace

@@ -64,14 +64,6 @@ inline AffineQuantizer quantizer_for(const QuantScheme& s, float scale, int zero
 inline void finish_params(CalibResult& r, const QuantScheme& s) { range_to_params(r.lo, r.hi, s, r.scale, r.zero_point); }
 
 namespace detail {
-// Throws NumericError naming the first non-finite value of a batch.
-inline void check_finite(const float* x, int64_t n, const char* who) {
-  float probe = 0.0f;
-  for (int64_t i = 0; i < n; ++i) probe += x[i] * 0.0f;
-  if (probe == 0.0f) return;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) fail<NumericError>("{}: non-finite value {} at index {} of the batch", who, x[i], i);
-}
 inline void batch_minmax(const float* x, int64_t n, float& lo, float& hi) {
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
   for (int64_t i = 0; i < n; ++i) {
@@ -202,13 +194,17 @@ class HistogramObserver : public Observer {
   void observe(const float* x, int64_t n) override {
     if (n <= 0) return;
     hist_.add(x, n);
-    if (hist_.mode() == HistMode::Abs) track_sign(x, n);
     count_ += static_cast<uint64_t>(n);
   }
   using Observer::observe;
   const Histogram& histogram() const { return hist_; }
   // True when the data never went below zero (then [0, amax] ranges and 2^bits levels above zero).
-  bool non_negative() const { return hist_.mode() == HistMode::Abs ? signed_min_ >= 0.0f : hist_.min() >= 0.0f; }
+  bool non_negative() const {
+    if (hist_.mode() == HistMode::Signed) return hist_.min() >= 0.0f;
+    for (uint64_t c : hist_.negative_counts())
+      if (c) return false;
+    return true;
+  }
 
  protected:
   // Completes a result from a range: parameters, prediction, signal power.
@@ -230,13 +226,6 @@ class HistogramObserver : public Observer {
     return {-a, a};
   }
   Histogram hist_;
-  float signed_min_ = 0.0f;  // tracked for Abs mode (min of x, not |x|)
-
-  void track_sign(const float* x, int64_t n) {
-    float lo, hi;
-    detail::batch_minmax(x, n, lo, hi);
-    signed_min_ = count_ == 0 ? lo : std::min(signed_min_, lo);
-  }
 };
 
 // One observer per channel along `axis` of an N-d row-major tensor (the per-channel variant of any observer:

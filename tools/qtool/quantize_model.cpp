@@ -774,6 +774,7 @@ int run_quantize_model(const QuantizeOptions& o) {
   wo.overwrite = o.force;
   wo.inputs = {in_path};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
+  if (!o.imatrix.empty()) wo.inputs.push_back(o.imatrix);
   std::unique_ptr<TempDir> tmpdir;
   std::unique_ptr<Sink> sink;
   qk::gptq_hf::QuantizeConfig cfg;
@@ -865,11 +866,21 @@ int run_quantize_model(const QuantizeOptions& o) {
           const size_t ies = qk::io::dtype_size(t.dtype);
           for (int64_t r0 = 0; r0 < it.rows; r0 += step) {
             const int64_t nr = std::min(step, it.rows - r0);
-            fbuf.resize(static_cast<size_t>(nr * it.cols));
-            rows_to_float(t, bytes, it.cols, r0, nr, fbuf.data());
-            if (!qk::detail::all_finite(fbuf.data(), nr * it.cols))
-              qk::fail<qk::NumericError>("{}: NaN or Inf values in rows {}..{}", where, r0, r0 + nr - 1);
-            qk::ggml::quantize_rows(it.gtype, fbuf.data(), nr, it.cols, out.data() + r0 * rb, importance, threads);
+            // float32 rows are encoded straight from the mapping; other float types through a chunk buffer
+            const std::byte* src_bytes = bytes.data() + static_cast<size_t>(r0 * it.cols) * ies;
+            const float* src = nullptr;
+            if (t.dtype == DType::F32 && reinterpret_cast<uintptr_t>(src_bytes) % alignof(float) == 0) {
+              src = reinterpret_cast<const float*>(src_bytes);
+            } else {
+              fbuf.resize(static_cast<size_t>(nr * it.cols));
+              rows_to_float(t, bytes, it.cols, r0, nr, fbuf.data());
+              src = fbuf.data();
+            }
+            try {  // the encoder checks for NaN/Inf; name the tensor in its message
+              qk::ggml::quantize_rows(it.gtype, src, nr, it.cols, out.data() + r0 * rb, importance, threads);
+            } catch (const qk::NumericError& e) {
+              qk::fail<qk::NumericError>("{} (rows {}..{}): {}", where, r0, r0 + nr - 1, e.what());
+            }
             release_pages(bytes.data() + static_cast<size_t>(r0 * it.cols) * ies, static_cast<size_t>(nr * it.cols) * ies);
             progress.update(static_cast<int64_t>(i), t.name, done + static_cast<uint64_t>(r0 + nr) * it.cols * ies);
           }

@@ -13,6 +13,7 @@
 #include "qk/core/params.hpp"
 #include "qk/io/npy.hpp"
 #include "qk/io/tensor_file.hpp"
+#include "qk/methods/hessian.hpp"
 
 namespace qk {
 namespace {
@@ -70,6 +71,26 @@ TEST_F(QuantizeCli, GptqWritesCodesThatDequantizeToTheNpy) {
   const test::Problem& p = test::p4a();
   EXPECT_LE(test::rel_output_error(p.X, p.W, What),
             1.02 * test::reference_figure(p.name, "gptq_w4_actorder", "E_calib"));
+}
+
+TEST_F(QuantizeCli, GptqFromASavedHessianMatchesGptqFromX) {
+  const test::Problem& p = test::p4a();
+  HessianAccumulator acc(p.X.cols());
+  acc.add(p.X);
+  acc.save(dir_ / "h.qkh");
+  const std::string W = data("P4a_stories260K_L2_wq_W.npy"), X = data("P4a_stories260K_L2_wq_X.npy");
+  ASSERT_EQ(qtool("quantize " + W + " --method gptq --bits 4 --group 32 --asym --calib " + (dir_ / "h.qkh").string() +
+                  " -o " + (dir_ / "a.st").string() + " --dequantized " + (dir_ / "a.npy").string()),
+            0)
+      << err_;
+  ASSERT_EQ(qtool("quantize " + W + " --method gptq --bits 4 --group 32 --asym --calib " + X + " -o " +
+                  (dir_ / "b.st").string() + " --dequantized " + (dir_ / "b.npy").string()),
+            0)
+      << err_;
+  EXPECT_TRUE(io::load_matrix(dir_ / "a.npy").isApprox(io::load_matrix(dir_ / "b.npy"), 1e-6f));
+  EXPECT_EQ(qtool("quantize " + W + " --method awq --bits 4 --calib " + (dir_ / "h.qkh").string() + " -o " +
+                  (dir_ / "c.st").string()),
+            2);
 }
 
 TEST_F(QuantizeCli, EveryMethodRuns) {

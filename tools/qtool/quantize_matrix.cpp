@@ -10,10 +10,12 @@
 // with __metadata__ {format: "qk.quantized_matrix", version, method, bits, group, symmetric, signed, rows, cols,
 // and the method's choices}. --dequantized also writes Ŵ as float32 .npy (SmoothQuant: the smoothed quantized
 // weight, and the smoothing vector next to it as <name>.smooth.npy). Every output is written to a temporary file
-// and renamed only after all of them were written, so an error leaves no output.
+// and renamed only after all of them were written, so an error leaves no output. For GPTQ, --calib may also name
+// a saved HessianAccumulator file (calibration and quantization run apart; no E is reported then).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +53,13 @@ std::filesystem::path smooth_path(const std::filesystem::path& deq) {
   return p;
 }
 
+// A HessianAccumulator file (qk/methods/hessian.hpp) starts with "QKHESS".
+bool is_hessian_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char m[6] = {};
+  return f.read(m, 6) && std::string(m, 6) == "QKHESS";
+}
+
 double rel_error(const qk::RowMatrixXf& X, const qk::RowMatrixXf& W, const qk::RowMatrixXf& Y) {
   const Eigen::MatrixXf Y0 = X * W.transpose();
   return (Y0 - Y).cast<double>().squaredNorm() / Y0.cast<double>().squaredNorm();
@@ -74,7 +83,14 @@ int run_quantize_matrix(const QuantizeOptions& o) {
   const auto t0 = clock::now();
   const qk::RowMatrixXf W = qk::io::load_matrix(o.input, o.tensor);
   std::optional<qk::RowMatrixXf> X;
-  if (!o.calib.empty()) {
+  std::optional<qk::HessianAccumulator> hess;  // --calib H.qkh: a saved Hessian (GPTQ only)
+  if (!o.calib.empty() && is_hessian_file(o.calib)) {
+    if (m != "gptq") throw UsageError(fmt::format("{}: a Hessian file serves --method gptq only", o.calib));
+    hess = qk::HessianAccumulator::load(o.calib);
+    if (hess->dim() != W.cols())
+      throw qk::ShapeError(fmt::format("{}: the Hessian is {}x{}, but the weight {} has {} input columns", o.calib,
+                                       hess->dim(), hess->dim(), o.input, W.cols()));
+  } else if (!o.calib.empty()) {
     X = qk::io::load_matrix(o.calib);
     if (X->cols() != W.cols())
       throw qk::ShapeError(fmt::format("{}: calibration X is [{}, {}], but the weight {} has {} input columns",
@@ -106,7 +122,8 @@ int run_quantize_matrix(const QuantizeOptions& o) {
     What = q.dequantize();
   } else if (m == "gptq") {
     qk::HessianAccumulator acc(W.cols());
-    acc.add(*X, threads);
+    if (hess) acc = std::move(*hess);
+    else acc.add(*X, threads);
     qk::GptqOptions go;
     go.damp = o.damp;
     go.block_size = o.block_size;

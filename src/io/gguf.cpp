@@ -83,14 +83,19 @@ class GgufParser {
     for (uint64_t i = 0; i < n_kv; ++i) {
       std::string key(string("a metadata key"));
       if (key.empty()) fail<FormatError>("{}: metadata entry {} has an empty key", file_, i);
-      for (const auto& e : p.metadata)
-        if (e.key == key) fail<FormatError>("{}: duplicate metadata key '{}'", file_, key);
       const auto type = r_.get<uint32_t>("a metadata value type");
       ctx_ = &key;
       MetaValue v = value(type, 0);
       p.metadata.push_back({std::move(key), std::move(v)});
     }
     ctx_ = nullptr;
+    {  // unique keys (sorted check: O(n log n) however many entries a hostile file declares)
+      std::vector<const std::string*> keys;
+      for (const auto& e : p.metadata) keys.push_back(&e.key);
+      std::sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
+      for (size_t i = 1; i < keys.size(); ++i)
+        if (*keys[i] == *keys[i - 1]) fail<FormatError>("{}: duplicate metadata key '{}'", file_, *keys[i]);
+    }
 
     uint32_t alignment = kDefaultAlignment;
     if (const MetaValue* a = find_meta(p.metadata, "general.alignment")) {

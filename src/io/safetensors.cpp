@@ -308,10 +308,13 @@ Parsed parse_safetensors(std::span<const std::byte> data, const std::string& fil
         const Json& mv = v.items[k];
         if (mv.kind != Json::String)
           fail<FormatError>("{}: __metadata__ entry '{}' is not a string", file, mk);
-        for (const auto& e : p.metadata)
-          if (e.key == mk) fail<FormatError>("{}: duplicate __metadata__ key '{}'", file, mk);
         p.metadata.push_back({mk, MetaValue(mv.text)});
       }
+      std::vector<const std::string*> keys;
+      for (const auto& e : p.metadata) keys.push_back(&e.key);
+      std::sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
+      for (size_t k = 1; k < keys.size(); ++k)
+        if (*keys[k] == *keys[k - 1]) fail<FormatError>("{}: duplicate __metadata__ key '{}'", file, *keys[k]);
       continue;
     }
     if (v.kind != Json::Object) fail<FormatError>("{}: tensor '{}': entry is not an object", file, key);

@@ -90,7 +90,7 @@ TEST(CliInspect, QuantizedTensorsShowTheirTypeAndBitsPerWeight) {
   ScratchDir dir;
   GgufWriter gw(dir / "q.gguf");
   const RowMatrixXf w2 = test::gaussian(2, 256, 4);
-  const auto q4k = ggml::quantize_rows(ggml::Type::Q4_K, w2.data(), 2, 256);
+  const auto q4k = ggml::quantize(ggml::Type::Q4_K, w2.data(), 2, 256);
   gw.add_tensor("w", 12, {2, 256});
   gw.write_tensor(std::as_bytes(std::span<const uint8_t>(q4k)));
   gw.commit();
@@ -231,7 +231,7 @@ TEST(CliEval, DequantizesGgufBlockTypes) {
     for (const auto& t : in->tensors()) {
       if (type_for(t) == 8) {
         const RowMatrixXf m = in->read_matrix(t);
-        const auto b = ggml::quantize_rows(ggml::Type::Q8_0, m.data(), m.rows(), m.cols());
+        const auto b = ggml::quantize(ggml::Type::Q8_0, m.data(), m.rows(), m.cols());
         w.write_tensor(std::as_bytes(std::span<const uint8_t>(b)));
       } else {
         w.write_tensor(in->bytes(t));

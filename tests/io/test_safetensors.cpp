@@ -179,6 +179,7 @@ TEST(Safetensors, RejectsEveryViolation) {
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", 8), "unknown field");
   expect_format_error(st(R"({"__metadata__":{"k":1}})", 0), "not a string");
   expect_format_error(st(R"({"__metadata__":[]})", 0), "not an object");
+  expect_format_error(st(R"({"__metadata__":{"k":"a","j":"b","k":"c"}})", 0), "duplicate __metadata__ key 'k'");
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8), "bad safetensors header JSON");
   expect_format_error(st(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} x)", 8), "text after");
   expect_format_error(st("{\"a\x01\":1}", 0), "control character");

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -505,6 +506,25 @@ TEST_F(QuantizeModel, TruncatedInputFailsWithoutOutput) {
     EXPECT_FALSE(fs::exists(out));
     EXPECT_TRUE(leftovers({"cut.gguf"}).empty());
   }
+}
+
+TEST_F(QuantizeModel, NonFiniteWeightsFailWithoutOutput) {
+  const fs::path in = dir_ / "nan.safetensors", out = dir_ / "out.gguf";
+  auto W = qk::test::gaussian(8, 64, 41, 0.05f);
+  W(5, 17) = std::numeric_limits<float>::quiet_NaN();
+  {
+    qk::io::SafetensorsWriter w(in);
+    w.add_tensor("model.layers.0.mlp.up_proj.weight", DType::F32, {8, 64});
+    w.write_tensor({reinterpret_cast<const std::byte*>(W.data()), static_cast<size_t>(W.size()) * 4});
+    w.commit();
+  }
+  for (const char* type : {"q8_0", "q4_k"}) {
+    const Result r = qtool(fmt::format("quantize {} -o {} --type {} --quiet", q(in), q(out), type));
+    EXPECT_EQ(r.code, 1) << type << ": " << r.err;
+    EXPECT_NE(r.err.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  EXPECT_TRUE(leftovers({"nan.safetensors"}).empty());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 // Umbrella header: the whole public API of qk.
+#include "qk/core/codebook.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
 #include "qk/core/metrics.hpp"
@@ -9,3 +10,24 @@
 #include "qk/core/scheme.hpp"
 #include "qk/core/threads.hpp"
 #include "qk/core/version.hpp"
+
+#include "qk/calib/calib.hpp"
+
+#include "qk/methods/awq.hpp"
+#include "qk/methods/gptq.hpp"
+#include "qk/methods/hessian.hpp"
+#include "qk/methods/llm_int8.hpp"
+#include "qk/methods/rtn.hpp"
+#include "qk/methods/smoothquant.hpp"
+
+#include "qk/formats/ggml.hpp"
+#include "qk/formats/gptq_hf.hpp"
+
+#include "qk/kernels/gemm.hpp"
+
+#include "qk/io/gguf.hpp"
+#include "qk/io/npy.hpp"
+#include "qk/io/safetensors.hpp"
+#include "qk/io/tensor_file.hpp"
+
+#include "qk/eval/llama_model.hpp"

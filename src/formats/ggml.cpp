@@ -1,15 +1,8 @@
 // ggml block encodings: the type table, row and matrix entry points, and the decoders.
 // Decoders follow ggml/src/ggml-quants.c dequantize_row_<type> (llama.cpp c392e50), keeping its float operations
 // (products in the same order, no fused multiply-add) so the floats are identical.
-// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: when the target has FMA
-// (-mfma, -march=native) forbid contracting them (before any include, so all inline code shares the setting).
-#if defined(__FMA__) || defined(__FMA4__) || defined(__ARM_FEATURE_FMA)
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-#endif
+// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: CMake compiles the
+// ggml sources with -ffp-contract=off so FMA-enabled builds (-march=native) cannot fuse them.
 #include <algorithm>
 #include <atomic>
 #include <cctype>

@@ -7,15 +7,8 @@
 // operations are kept in ggml's order and precision (single precision, no fused multiply-add, the magic-number
 // rounding) because the bytes depend on them. tests/formats/test_ggml.cpp checks every type against bytes ggml
 // produced.
-// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: when the target has FMA
-// (-mfma, -march=native) forbid contracting them (before any include, so all inline code shares the setting).
-#if defined(__FMA__) || defined(__FMA4__) || defined(__ARM_FEATURE_FMA)
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-#endif
+// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: CMake compiles the
+// ggml sources with -ffp-contract=off so FMA-enabled builds (-march=native) cannot fuse them.
 #include <algorithm>
 #include <bit>
 #include <cmath>

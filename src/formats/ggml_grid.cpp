@@ -12,15 +12,8 @@
 // so that, with unchanged weights, the bytes are those of the direct encoder. Out-of-range values (after GPTQ
 // updates) are clamped to the representable codes. The returned values are computed with the same float
 // operations as dequantize_rows, so decoding encode() reproduces them exactly.
-// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: when the target has FMA
-// (-mfma, -march=native) forbid contracting them (before any include, so all inline code shares the setting).
-#if defined(__FMA__) || defined(__FMA4__) || defined(__ARM_FEATURE_FMA)
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-#endif
+// Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: CMake compiles the
+// ggml sources with -ffp-contract=off so FMA-enabled builds (-march=native) cannot fuse them.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

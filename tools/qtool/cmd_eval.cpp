@@ -13,6 +13,7 @@
 #include <fmt/ranges.h>
 
 #include "commands.hpp"
+#include "eval_model.hpp"
 #include "output.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/metrics.hpp"
@@ -25,6 +26,7 @@ namespace {
 struct EvalOptions {
   std::string a, b, calib, tensor;
   bool json = false;
+  ModelQualityOptions model;  // --tokens: perplexity / KL of both files as Llama models
 };
 
 struct Row {
@@ -116,6 +118,9 @@ int run_eval(const EvalOptions& o) {
                             : sig == 0.0 ? -std::numeric_limits<double>::infinity()
                                          : 10.0 * std::log10(sig / noise);
 
+  std::optional<qk::eval::CompareResult> quality;
+  if (!o.model.tokens.empty()) quality = model_quality(*A, *B, o.model);
+
   if (o.json) {
     Json j;
     j.obj();
@@ -154,6 +159,7 @@ int run_eval(const EvalOptions& o) {
     j.kv("sqnr_db", total_sqnr);
     j.kv("max_abs_error", max_abs);
     j.end();
+    if (quality) model_quality_json(j, *quality);
     j.end();
     fmt::print("{}\n", j.str());
     return 0;
@@ -175,6 +181,7 @@ int run_eval(const EvalOptions& o) {
              num(total_mse, "{:.4e}"), num(total_sqnr, "{:.2f}"), num(max_abs, "{:.4e}"));
   if (!only_a.empty()) fmt::print("only in {}: {}\n", o.a, fmt::join(only_a, ", "));
   if (!only_b.empty()) fmt::print("only in {}: {}\n", o.b, fmt::join(only_b, ", "));
+  if (quality) model_quality_text(*quality, o.a, o.b);
   return 0;
 }
 
@@ -189,6 +196,15 @@ void setup_eval(CLI::App& app, Runner& run) {
                                        "also report E = ||XWᵀ − XŴᵀ||² / ||XWᵀ||²");
   sub->add_option("--tensor", o->tensor, "Compare only this tensor");
   sub->add_flag("--json", o->json, "Print JSON instead of a table (keys in docs/cli.md)");
+  sub->add_option("--tokens", o->model.tokens,
+                  "int32 token ids: also load A and B as Llama models and compare perplexity, KL and top-1")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--ctx", o->model.context, "--tokens: chunk length (llama.cpp's perplexity chunking)")
+      ->check(CLI::Range(8, 1 << 16));
+  sub->add_option("--chunks", o->model.chunks, "--tokens: score at most this many chunks (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", o->model.threads, "--tokens: worker threads (0 = QK_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
   sub->callback([&run, o] { run = [o] { return run_eval(*o); }; });
 }
 

@@ -1,0 +1,53 @@
+#pragma once
+// Model-level quality for `qtool eval --tokens`: both files are loaded as Llama models (any ggml types,
+// dequantized at load) and scored on the same token chunks as llama.cpp's perplexity tool does.
+#include <string>
+
+#include <fmt/format.h>
+
+#include "output.hpp"
+#include "qk/eval/llama_model.hpp"
+
+namespace qtool {
+
+struct ModelQualityOptions {
+  std::string tokens;
+  int context = 128;
+  int chunks = 0;
+  int threads = 0;
+};
+
+inline qk::eval::CompareResult model_quality(const qk::io::TensorFile& a, const qk::io::TensorFile& b,
+                                             const ModelQualityOptions& o) {
+  const auto base = qk::eval::LlamaModel::load(a);
+  const auto cand = qk::eval::LlamaModel::load(b);
+  const auto tokens = qk::eval::read_tokens(o.tokens);
+  qk::eval::PerplexityOptions p;
+  p.context = o.context;
+  p.max_chunks = o.chunks;
+  p.threads = o.threads;
+  return qk::eval::compare(base, cand, tokens, p);
+}
+
+inline void model_quality_json(Json& j, const qk::eval::CompareResult& r) {
+  j.key("model").obj();
+  j.kv("ppl_a", r.base.ppl);
+  j.kv("ppl_b", r.candidate.ppl);
+  j.kv("ppl_ratio", r.candidate.ppl / r.base.ppl);
+  j.kv("kld", r.kld);
+  j.kv("top1_agreement", r.top1_agree);
+  j.kv("chunks", r.base.chunks);
+  j.kv("scored", static_cast<long long>(r.base.scored));
+  j.end();
+}
+
+inline void model_quality_text(const qk::eval::CompareResult& r, const std::string& a, const std::string& b) {
+  fmt::print("\nmodel quality on {} chunks ({} predictions):\n", r.base.chunks, r.base.scored);
+  Table t({"model", "perplexity", "vs A", "KL(A||B)", "top-1 agree"});
+  t.add({a, fmt::format("{:.4f}", r.base.ppl), "", "", ""});
+  t.add({b, fmt::format("{:.4f}", r.candidate.ppl), fmt::format("{:+.2f}%", 100.0 * (r.candidate.ppl / r.base.ppl - 1.0)),
+         fmt::format("{:.5f}", r.kld), fmt::format("{:.2f}%", 100.0 * r.top1_agree)});
+  t.print();
+}
+
+}  // namespace qtool

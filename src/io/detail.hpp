@@ -28,6 +28,29 @@ Parsed parse_npy(std::span<const std::byte> data, const std::string& file);
 Parsed parse_safetensors(std::span<const std::byte> data, const std::string& file);
 Parsed parse_gguf(std::span<const std::byte> data, const std::string& file);
 
+// Write-order bookkeeping shared by the streaming writers (safetensors, GGUF): tensors are declared first, then
+// their bytes are given one tensor at a time in declaration order (the writer advances its index once the bytes
+// are written). Decl needs `name` and `nbytes`.
+template <typename Decl>
+const Decl& next_declared(const std::vector<Decl>& decls, size_t next, size_t nbytes, const std::string& target) {
+  if (next >= decls.size())
+    fail<InvalidArgument>("{}: all {} declared tensors were already written", target, decls.size());
+  const Decl& d = decls[next];
+  if (nbytes != d.nbytes)
+    fail<InvalidArgument>("{}: tensor '{}': {} bytes given, {} declared", target, d.name, nbytes, d.nbytes);
+  return d;
+}
+
+template <typename Decl>
+void check_next_name(const std::vector<Decl>& decls, size_t next, std::string_view name, const std::string& target) {
+  if (next >= decls.size() || decls[next].name != name)
+    fail<InvalidArgument>("{}: tensor '{}' written out of declaration order", target, name);
+}
+
+inline void check_all_written(size_t next, size_t declared, const std::string& target) {
+  if (next != declared) fail<InvalidArgument>("{}: {} of {} declared tensors written", target, next, declared);
+}
+
 // Reads little-endian scalars and strings, never past the end.
 class ByteReader {
  public:

@@ -412,27 +412,20 @@ void GgufWriter::write_header() {
 
 void GgufWriter::write_tensor(std::span<const std::byte> bytes) {
   if (!header_written_) write_header();
-  if (next_ >= decls_.size())
-    fail<InvalidArgument>("{}: all {} declared tensors were already written", file_.target().string(), decls_.size());
-  const Decl& d = decls_[next_];
-  if (bytes.size() != d.nbytes)
-    fail<InvalidArgument>("{}: tensor '{}': {} bytes given, {} declared", file_.target().string(), d.name,
-                          bytes.size(), d.nbytes);
+  const Decl& d = detail::next_declared(decls_, next_, bytes.size(), file_.target().string());
   file_.write(bytes);
   file_.write_zeros(static_cast<size_t>(align_up(d.nbytes, alignment_) - d.nbytes));
   ++next_;
 }
 
 void GgufWriter::write_tensor(std::string_view name, std::span<const std::byte> bytes) {
-  if (next_ >= decls_.size() || decls_[next_].name != name)
-    fail<InvalidArgument>("{}: tensor '{}' written out of declaration order", file_.target().string(), name);
+  detail::check_next_name(decls_, next_, name, file_.target().string());
   write_tensor(bytes);
 }
 
 void GgufWriter::commit() {
   if (!header_written_) write_header();
-  if (next_ != decls_.size())
-    fail<InvalidArgument>("{}: {} of {} declared tensors written", file_.target().string(), next_, decls_.size());
+  detail::check_all_written(next_, decls_.size(), file_.target().string());
   file_.commit();
 }
 

@@ -7,8 +7,10 @@ packages=(
   build-essential cmake pkg-config
   libeigen3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libdnnl-dev
+  libdnnl-dev ocl-icd-opencl-dev
 )
+# ocl-icd-opencl-dev is only a recommendation of libdnnl-dev, but Debian's oneDNN CMake package (built with the
+# OpenCL GPU runtime) requires OpenCL's headers and loader in find_package(dnnl).
 # clang + its runtime give the libFuzzer targets and sanitizer builds; optional for users.
 if [[ "${QK_WITH_FUZZ:-0}" == "1" ]]; then
   packages+=(clang libclang-rt-14-dev)

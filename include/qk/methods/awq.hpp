@@ -68,8 +68,8 @@ inline double quad_error(const Eigen::MatrixXf& D, const Eigen::MatrixXf& F, boo
     for (int64_t a = r0; a < r1; a += 256) {
       const int64_t m = std::min<int64_t>(256, r1 - a);
       Eigen::MatrixXf P(m, F.cols());
-      if (lower) P.noalias() = D.middleRows(a, m) * F.triangularView<Eigen::Lower>();
-      else P.noalias() = D.middleRows(a, m) * F;
+      if (lower) trmm_right_lower(P, D.middleRows(a, m), F, 1.0f, 0.0f);
+      else gemm(P, D.middleRows(a, m), F, 1.0f, 0.0f);
       total += P.cast<double>().squaredNorm();
     }
   }
@@ -172,7 +172,8 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     Eigen::VectorXf amax(rows), best_err(rows), err(rows);
     for (int64_t g = 0; g < ngroups; ++g) {
       const int64_t c0 = g * gs;
-      const Eigen::MatrixXf Gg = Xs.middleCols(c0, gs).transpose() * Xs.middleCols(c0, gs);
+      Eigen::MatrixXf Gg(gs, gs);
+      detail::gemm(Gg, Xs.middleCols(c0, gs).transpose(), Xs.middleCols(c0, gs), 1.0f, 0.0f, nt);
       const auto blk = Ws.middleCols(c0, gs);
       amax = blk.cwiseAbs().rowwise().maxCoeff();
       best_err.setConstant(std::numeric_limits<float>::infinity());
@@ -185,7 +186,8 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
         for (int64_t c = 0; c < gs; ++c) grid.quantize_column(c0 + c, Wb.col(c), Qb.col(c));
         Db = Qb - blk;
         // err_r = d_r G d_rᵀ / ns (the reference's mean over sampled tokens)
-        const Eigen::MatrixXf P = Db * Gg;
+        Eigen::MatrixXf P(rows, gs);
+        detail::gemm(P, Db, Gg, 1.0f, 0.0f, nt);
         err = (P.cwiseProduct(Db).rowwise().sum()) / static_cast<float>(ns);
         for (int64_t r = 0; r < rows; ++r)
           if (err[r] < best_err[r]) {

@@ -182,12 +182,13 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
           for (int64_t r = 0; r < n; ++r) wk[r] -= e[r] * h;
         }
         if (i + 1 == s1 && s1 < count)
-          W1.block(r0, s1, n, count - s1).noalias() -=
-              E1.block(r0, s0, n, s1 - s0) * U1.block(s0, s1, s1 - s0, count - s1);
+          detail::gemm(W1.block(r0, s1, n, count - s1), E1.block(r0, s0, n, s1 - s0),
+                       U1.block(s0, s1, s1 - s0, count - s1), -1.0f, 1.0f);
       }
 #pragma omp barrier
       if (n > 0 && i2 < cols)
-        Wc.block(r0, i2, n, cols - i2).noalias() -= E1.middleRows(r0, n) * U.block(i1, i2, count, cols - i2);
+        detail::gemm(Wc.block(r0, i2, n, cols - i2), E1.middleRows(r0, n), U.block(i1, i2, count, cols - i2), -1.0f,
+                     1.0f);
     }
     Q.middleCols(i1, count) = Q1;
     loss += block_loss / 2;

@@ -1,14 +1,16 @@
 #pragma once
-// Dense linear algebra the methods share, multithreaded with OpenMP over Eigen GEMMs:
+// Dense linear algebra the methods share, on qk's own f32 GEMM (qk/kernels/sgemm.hpp: AVX-512 / AVX2 / portable
+// micro-kernels chosen at run time, so the speed does not depend on the build's -march), multithreaded with OpenMP:
+//  - gemm / trmm_right_lower / trmm_left_lower: products of Eigen blocks (any storage order, no copies);
 //  - gram_accumulate: S += Xᵀ X (lower triangle) tile by tile, the tiles spread over threads;
-//  - parallel_gemm_rows: C.middleRows -= A.middleRows · B by row slices (each slice an Eigen GEMM);
-//  - inverse_cholesky_upper: the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), as GPTQ needs it.
-// Inside an OpenMP parallel region Eigen runs its own GEMMs on one thread, so the thread count of every call is
-// the `threads` argument; calls made outside a region run under OmpThreadsScope, which sets the calling thread's
-// OpenMP thread count for the scope and restores it.
+//  - inverse_cholesky_upper: the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), as GPTQ needs it, from a blocked
+//    Cholesky and a blocked triangular inverse whose O(n³) parts are GEMMs.
+// Inside an OpenMP parallel region every product runs on the calling thread; the thread count of a call made
+// outside is its `threads` argument. Calls into Eigen's own products (small ones) run under OmpThreadsScope.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -18,6 +20,7 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/params.hpp"
+#include "qk/kernels/sgemm.hpp"
 
 namespace qk::detail {
 
@@ -40,6 +43,53 @@ inline void split_range(int64_t total, int n, int i, int64_t& begin, int64_t& en
   end = std::min(total, e * align);
 }
 
+// Strided views of Eigen blocks (direct-access expressions: matrices, blocks, Refs, their transposes).
+template <typename M>
+kernels::SgemmView sview(const M& m) {
+  if constexpr (M::IsRowMajor) return {m.data(), m.outerStride(), m.innerStride()};
+  else return {m.data(), m.innerStride(), m.outerStride()};
+}
+template <typename M>
+kernels::SgemmMutView smview(M&& m) {
+  using D = std::decay_t<M>;
+  if constexpr (D::IsRowMajor) return {m.data(), m.outerStride(), m.innerStride()};
+  else return {m.data(), m.innerStride(), m.outerStride()};
+}
+
+// C = alpha · A · B + beta · C (beta == 0: C is not read).
+template <typename CType, typename AType, typename BType>
+void gemm(CType&& C, const AType& A, const BType& B, float alpha, float beta, int threads = 1) {
+  if (A.rows() != C.rows() || B.cols() != C.cols() || A.cols() != B.rows())
+    fail<ShapeError>("gemm: {}x{} times {}x{} into {}x{}", A.rows(), A.cols(), B.rows(), B.cols(), C.rows(), C.cols());
+  kernels::sgemm(C.rows(), C.cols(), A.cols(), alpha, sview(A), sview(B), beta, smview(C), threads);
+}
+
+// Panel width of the blocked triangular products: zero blocks above (or below) the diagonal are skipped, the
+// diagonal blocks are multiplied in full (their other triangle must hold zeros).
+inline constexpr int64_t kTriBlock = 128;
+
+// C = alpha · B · L + beta · C with L lower triangular (n x n, zeros above the diagonal): column block j of C needs
+// the rows of L from j down.
+template <typename CType, typename BType, typename LType>
+void trmm_right_lower(CType&& C, const BType& B, const LType& L, float alpha, float beta, int threads = 1) {
+  const int64_t n = L.cols();
+  for (int64_t j0 = 0; j0 < n; j0 += kTriBlock) {
+    const int64_t nb = std::min(kTriBlock, n - j0);
+    gemm(C.middleCols(j0, nb), B.middleCols(j0, n - j0), L.block(j0, j0, n - j0, nb), alpha, beta, threads);
+  }
+}
+
+// C = alpha · L · B + beta · C with L lower triangular (n x n, zeros above the diagonal): row block i of C needs
+// the columns of L up to the end of the block.
+template <typename CType, typename LType, typename BType>
+void trmm_left_lower(CType&& C, const LType& L, const BType& B, float alpha, float beta, int threads = 1) {
+  const int64_t n = L.rows();
+  for (int64_t i0 = 0; i0 < n; i0 += kTriBlock) {
+    const int64_t nb = std::min(kTriBlock, n - i0);
+    gemm(C.middleRows(i0, nb), L.block(i0, 0, nb, i0 + nb), B.topRows(i0 + nb), alpha, beta, threads);
+  }
+}
+
 // S (k x k, lower triangle kept) += Xᵀ X for X (t x k).
 template <typename XType>
 void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
@@ -53,7 +103,7 @@ void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
   for (size_t t = 0; t < tiles.size(); ++t) {
     const int64_t i0 = tiles[t].first * tile, j0 = tiles[t].second * tile;
     const int64_t ni = std::min(tile, k - i0), nj = std::min(tile, k - j0);
-    S.block(i0, j0, ni, nj).noalias() += X.middleCols(i0, ni).transpose() * X.middleCols(j0, nj);
+    gemm(S.block(i0, j0, ni, nj), X.middleCols(i0, ni).transpose(), X.middleCols(j0, nj), 1.0f, 1.0f);
   }
 }
 
@@ -68,16 +118,7 @@ inline void symmetrize_lower(Eigen::MatrixXf& S) {
 template <typename CType, typename AType, typename BType>
 void parallel_sub_product(CType&& C, const AType& A, const BType& B, int threads) {
   const int64_t rows = C.rows();
-  if (threads <= 1 || rows < 64) {
-    C.noalias() -= A * B;
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    int64_t r0, r1;
-    split_range(rows, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
-    if (r1 > r0) C.middleRows(r0, r1 - r0).noalias() -= A.middleRows(r0, r1 - r0) * B;
-  }
+  gemm(C, A, B, -1.0f, 1.0f, rows < 64 ? 1 : threads);
 }
 
 // Lower Cholesky factor of A in place (lower triangle; the strict upper triangle is left as it was), blocked
@@ -94,17 +135,12 @@ inline bool cholesky_lower_inplace(Eigen::MatrixXf& A, int threads) {
     for (int64_t i = k; i < k + kb; ++i)
       if (!(A(i, i) > 0) || !std::isfinite(A(i, i))) return false;
     if (r == 0) break;
-    const auto L11 = A.block(k, k, kb, kb);
-    // Panel: A21 <- A21 L11⁻ᵀ, rows split over threads.
-#pragma omp parallel num_threads(threads) if (threads > 1 && r >= 128)
-    {
-      int64_t r0, r1;
-      split_range(r, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
-      if (r1 > r0) {
-        auto P = A.block(k + kb + r0, k, r1 - r0, kb);
-        L11.triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(P);
-      }
-    }
+    // Panel: A21 <- A21 L11⁻ᵀ, as a product with the (small) inverse of L11 so that it runs on the GEMM.
+    Eigen::MatrixXf Linv = Eigen::MatrixXf::Identity(kb, kb);
+    A.block(k, k, kb, kb).triangularView<Eigen::Lower>().solveInPlace(Linv);
+    Linv.triangularView<Eigen::StrictlyUpper>().setZero();
+    Eigen::MatrixXf P = A.block(k + kb, k, r, kb);
+    gemm(A.block(k + kb, k, r, kb), P, Linv.transpose(), 1.0f, 0.0f, threads);
     // Trailing update of the lower triangle: A22 -= A21 A21ᵀ, tile by tile.
     const int64_t t = 256, nt = (r + t - 1) / t;
     std::vector<std::pair<int64_t, int64_t>> tiles;
@@ -115,15 +151,16 @@ inline bool cholesky_lower_inplace(Eigen::MatrixXf& A, int threads) {
     for (size_t q = 0; q < tiles.size(); ++q) {
       const int64_t i0 = tiles[q].first * t, j0 = tiles[q].second * t;
       const int64_t ni = std::min(t, r - i0), nj = std::min(t, r - j0);
-      A.block(base + i0, base + j0, ni, nj).noalias() -=
-          A.block(base + i0, k, ni, kb) * A.block(base + j0, k, nj, kb).transpose();
+      gemm(A.block(base + i0, base + j0, ni, nj), A.block(base + i0, k, ni, kb),
+           A.block(base + j0, k, nj, kb).transpose(), -1.0f, 1.0f);
     }
   }
   return true;
 }
 
 // Inverse of a lower-triangular L in place (recursive blocking: [[A,0],[B,C]]⁻¹ = [[A⁻¹,0],[-C⁻¹BA⁻¹,C⁻¹]]); the
-// two triangular products of each level are split over threads (rows of B A⁻¹, columns of C⁻¹ T).
+// two triangular products of each level (B A⁻¹, then C⁻¹ T) are blocked GEMMs over threads. The strict upper
+// triangle of L ends up zero.
 inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L, int threads) {
   const int64_t n = L.rows();
   if (n <= 128) {
@@ -135,21 +172,10 @@ inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L, int threads) {
   const int64_t n1 = ((n / 2) + 31) / 32 * 32, n2 = n - n1;
   invert_lower_inplace(L.topLeftCorner(n1, n1), threads);
   invert_lower_inplace(L.bottomRightCorner(n2, n2), threads);
-  Eigen::MatrixXf T(n2, n1);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    int64_t a, b;
-    split_range(n2, omp_get_num_threads(), omp_get_thread_num(), a, b);
-    if (b > a)
-      T.middleRows(a, b - a).noalias() =
-          L.block(n1 + a, 0, b - a, n1) * L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
-#pragma omp barrier
-    split_range(n1, omp_get_num_threads(), omp_get_thread_num(), a, b);
-    if (b > a)
-      L.block(n1, a, n2, b - a).noalias() =
-          -(L.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * T.middleCols(a, b - a));
-  }
   L.topRightCorner(n1, n2).setZero();
+  Eigen::MatrixXf T(n2, n1);
+  trmm_right_lower(T, L.block(n1, 0, n2, n1), L.topLeftCorner(n1, n1), 1.0f, 0.0f, threads);
+  trmm_left_lower(L.block(n1, 0, n2, n1), L.bottomRightCorner(n2, n2), T, -1.0f, 0.0f, threads);
 }
 
 // U upper triangular with H⁻¹ = Uᵀ U, the factor GPTQ's reference obtains as cholesky(cholesky_inverse(

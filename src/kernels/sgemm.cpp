@@ -1,0 +1,236 @@
+// The f32 GEMM driver (qk/kernels/sgemm.hpp): argument checks, the Goto/BLIS loop nest with packing, the split
+// over threads and the portable micro-kernel. Compiled without ISA flags; the AVX2 and AVX-512 micro-kernels live
+// in their own files and are chosen with the integer kernels' ISA (active_isa()).
+//
+// Loop nest (K. Goto, R. van de Geijn: "Anatomy of high-performance matrix multiplication", ACM TOMS 34(3), 2008;
+// F. Van Zee, R. van de Geijn: "BLIS", ACM TOMS 41(3), 2015): for each NC-wide panel of B and KC-deep slice of K,
+// pack the KC x NC block of B (L3); for each MC-tall block of A pack it (L2); then walk NR-wide micro-panels of B
+// (L1) and MR-tall micro-panels of A through the register-tile micro-kernel.
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+#include <omp.h>
+
+#include "qk/core/error.hpp"
+#include "qk/core/threads.hpp"
+#include "qk/kernels/isa.hpp"
+#include "qk/kernels/sgemm.hpp"
+#include "sgemm_internal.hpp"
+
+namespace qk::kernels {
+namespace {
+
+using detail::SgemmKernel;
+
+constexpr int kPortableMr = 8, kPortableNr = 4;
+
+void micro_portable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
+  float acc[kPortableNr][kPortableMr] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int j = 0; j < kPortableNr; ++j)
+      for (int i = 0; i < kPortableMr; ++i) acc[j][i] += a[i] * b[j];
+    a += kPortableMr;
+    b += kPortableNr;
+  }
+  for (int j = 0; j < kPortableNr; ++j)
+    for (int i = 0; i < kPortableMr; ++i) {
+      float& cij = c[i + j * ldc];
+      cij = beta == 0.0f ? alpha * acc[j][i] : alpha * acc[j][i] + beta * cij;
+    }
+}
+
+const SgemmKernel& kernel_portable() {
+  static const SgemmKernel k{"qk_sgemm_8x4__portable", kPortableMr, kPortableNr, micro_portable};
+  return k;
+}
+
+const SgemmKernel& active_kernel() {
+  switch (active_isa()) {
+    case Isa::avx512:
+    case Isa::avx512vnni: return detail::sgemm_kernel_avx512();
+    case Isa::avx2: return detail::sgemm_kernel_avx2();
+    case Isa::scalar: break;
+  }
+  return kernel_portable();
+}
+
+constexpr int64_t kKc = 384;       // depth of a packed slice (B micro-panel kKc x NR stays in L1)
+constexpr int64_t kMcTarget = 192; // rows of a packed A block (kMc x kKc floats in L2)
+constexpr int64_t kNcTarget = 3072;
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<float, AlignedFree>;
+
+Buffer alloc_floats(int64_t n) {
+  const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+  if (!p) throw std::bad_alloc();
+  return Buffer(p);
+}
+
+// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of A into MR-row micro-panels (kc steps of MR floats, zero-padded).
+void pack_a(const SgemmView& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr, float* dst) {
+  for (int64_t ib = 0; ib < mc; ib += mr) {
+    const int64_t rows = std::min<int64_t>(mr, mc - ib);
+    const float* src = A.p + (i0 + ib) * A.rs + p0 * A.cs;
+    if (A.rs == 1) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* s = src + p * A.cs;
+        float* d = dst + p * mr;
+        int64_t i = 0;
+        for (; i < rows; ++i) d[i] = s[i];
+        for (; i < mr; ++i) d[i] = 0.0f;
+      }
+    } else {
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* s = src + i * A.rs;
+        for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = s[p * A.cs];
+      }
+      for (int64_t i = rows; i < mr; ++i)
+        for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
+    }
+    dst += kc * mr;
+  }
+}
+
+// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column micro-panels (kc steps of NR floats).
+void pack_b(const SgemmView& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+  for (int64_t jb = 0; jb < nc; jb += nr) {
+    const int64_t cols = std::min<int64_t>(nr, nc - jb);
+    const float* src = B.p + p0 * B.rs + (j0 + jb) * B.cs;
+    if (B.cs == 1) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* s = src + p * B.rs;
+        float* d = dst + p * nr;
+        int64_t j = 0;
+        for (; j < cols; ++j) d[j] = s[j];
+        for (; j < nr; ++j) d[j] = 0.0f;
+      }
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* s = src + j * B.cs;
+        for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = s[p * B.rs];
+      }
+      for (int64_t j = cols; j < nr; ++j)
+        for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
+    }
+    dst += kc * nr;
+  }
+}
+
+// C = beta·C (beta == 0: zero, without reading C).
+void scale_c(int64_t m, int64_t n, float beta, const SgemmMutView& C) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < m; ++i) {
+      float& c = C.p[i * C.rs + j * C.cs];
+      c = beta == 0.0f ? 0.0f : beta * c;
+    }
+}
+
+// One thread's product; C column-major or with any strides (tiles that are partial or not unit-stride go through a
+// small buffer).
+void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, const SgemmView& A,
+            const SgemmView& B, float beta, const SgemmMutView& C) {
+  const int mr = K.mr, nr = K.nr;
+  const int64_t mc_max = std::max<int64_t>(mr, kMcTarget / mr * mr);
+  const int64_t nc_max = std::max<int64_t>(nr, kNcTarget / nr * nr);
+  const int64_t kc_max = std::min(kKc, k);
+  const int64_t mc_alloc = std::min(mc_max, (m + mr - 1) / mr * mr);
+  const int64_t nc_alloc = std::min(nc_max, (n + nr - 1) / nr * nr);
+  Buffer abuf = alloc_floats(mc_alloc * kc_max), bbuf = alloc_floats(nc_alloc * kc_max);
+  alignas(64) float tile[32 * 16];  // the largest MR x NR of any micro-kernel
+  const bool c_colmajor = C.rs == 1;
+
+  for (int64_t j0 = 0; j0 < n; j0 += nc_max) {
+    const int64_t nc = std::min(nc_max, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, k - p0);
+      const float b_eff = p0 == 0 ? beta : 1.0f;
+      pack_b(B, p0, kc, j0, nc, nr, bbuf.get());
+      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
+        const int64_t mc = std::min(mc_max, m - i0);
+        pack_a(A, i0, mc, p0, kc, mr, abuf.get());
+        for (int64_t jb = 0; jb < nc; jb += nr) {
+          const int64_t cols = std::min<int64_t>(nr, nc - jb);
+          const float* bp = bbuf.get() + jb * kc;
+          for (int64_t ib = 0; ib < mc; ib += mr) {
+            const int64_t rows = std::min<int64_t>(mr, mc - ib);
+            const float* ap = abuf.get() + ib * kc;
+            float* c = C.p + (i0 + ib) * C.rs + (j0 + jb) * C.cs;
+            if (c_colmajor && rows == mr && cols == nr) {
+              K.fn(kc, ap, bp, c, C.cs, alpha, b_eff);
+            } else {
+              K.fn(kc, ap, bp, tile, mr, 1.0f, 0.0f);
+              for (int64_t j = 0; j < cols; ++j)
+                for (int64_t i = 0; i < rows; ++i) {
+                  float& cij = c[i * C.rs + j * C.cs];
+                  const float v = alpha * tile[i + j * mr];
+                  cij = b_eff == 0.0f ? v : v + b_eff * cij;
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void check_view(const char* what, const void* p, int64_t rows, int64_t cols) {
+  if (rows > 0 && cols > 0 && !p) fail<InvalidArgument>("sgemm: {} is a null pointer", what);
+}
+
+}  // namespace
+
+const char* sgemm_kernel_name() { return active_kernel().name; }
+
+void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView B, float beta, SgemmMutView C,
+           int threads) {
+  if (m < 0 || n < 0 || k < 0) fail<InvalidArgument>("sgemm: negative size {}x{}x{}", m, n, k);
+  check_view("A", A.p, m, k);
+  check_view("B", B.p, k, n);
+  check_view("C", C.p, m, n);
+  if (m == 0 || n == 0) return;
+  if (k == 0 || alpha == 0.0f) {
+    scale_c(m, n, beta, C);
+    return;
+  }
+  // The micro-kernels write columns of C: a row-major C is handled as Cᵀ = Bᵀ Aᵀ.
+  if (C.rs != 1 && C.cs == 1) {
+    std::swap(m, n);
+    std::swap(A, B);
+    std::swap(A.rs, A.cs);
+    std::swap(B.rs, B.cs);
+    std::swap(C.rs, C.cs);
+  }
+  const SgemmKernel& K = active_kernel();
+  const int nt = resolve_threads(threads);
+  const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  if (nt <= 1 || work < double(1 << 21) || omp_in_parallel()) {
+    serial(K, m, n, k, alpha, A, B, beta, C);
+    return;
+  }
+  // Split the larger of the two output dimensions into parts aligned to the micro-tile.
+  const bool by_cols = n / K.nr >= m / K.mr;
+  const int64_t unit = by_cols ? K.nr : K.mr;
+  const int64_t units = ((by_cols ? n : m) + unit - 1) / unit;
+  const int parts = static_cast<int>(std::min<int64_t>(nt, units));
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int t = 0; t < parts; ++t) {
+    const int64_t b = units * t / parts * unit, e = std::min(units * (t + 1) / parts * unit, by_cols ? n : m);
+    if (e <= b) continue;
+    if (by_cols) {
+      SgemmView Bt{B.p + b * B.cs, B.rs, B.cs};
+      SgemmMutView Ct{C.p + b * C.cs, C.rs, C.cs};
+      serial(K, m, e - b, k, alpha, A, Bt, beta, Ct);
+    } else {
+      SgemmView At{A.p + b * A.rs, A.rs, A.cs};
+      SgemmMutView Ct{C.p + b * C.rs, C.rs, C.cs};
+      serial(K, e - b, n, k, alpha, At, B, beta, Ct);
+    }
+  }
+}
+
+}  // namespace qk::kernels

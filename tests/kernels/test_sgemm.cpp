@@ -1,0 +1,134 @@
+// The f32 GEMM (qk/kernels/sgemm.hpp) against a double-precision product, run by ctest once per path with
+// QK_ISA=<path> (tests/kernels.cmake), so every micro-kernel the CPU supports is checked: odd shapes around the
+// micro-tile and cache-block sizes, every stride layout of A, B and C, alpha/beta cases, beta = 0 over NaN garbage,
+// one and two threads.
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "qk/core/error.hpp"
+#include "qk/kernels/isa.hpp"
+#include "qk/kernels/sgemm.hpp"
+
+namespace qk::kernels {
+namespace {
+
+struct Mat {
+  int64_t rows, cols;
+  bool row_major;
+  int64_t pad;  // extra leading-dimension elements, so strides are not the bare sizes
+  std::vector<float> v;
+  Mat(int64_t r, int64_t c, bool rm, int64_t pd = 3) : rows(r), cols(c), row_major(rm), pad(pd) {
+    v.assign(static_cast<size_t>(std::max<int64_t>(1, (rm ? r : c) * ld())), 0.0f);
+  }
+  int64_t ld() const { return (row_major ? cols : rows) + pad; }
+  int64_t rs() const { return row_major ? ld() : 1; }
+  int64_t cs() const { return row_major ? 1 : ld(); }
+  float& at(int64_t i, int64_t j) { return v[static_cast<size_t>(i * rs() + j * cs())]; }
+  float at(int64_t i, int64_t j) const { return v[static_cast<size_t>(i * rs() + j * cs())]; }
+  SgemmView view() const { return {v.data(), rs(), cs()}; }
+  SgemmMutView mut() { return {v.data(), rs(), cs()}; }
+};
+
+void fill(Mat& m, std::mt19937& g) {
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (int64_t i = 0; i < m.rows; ++i)
+    for (int64_t j = 0; j < m.cols; ++j) m.at(i, j) = d(g);
+}
+
+class Sgemm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* env = std::getenv("QK_ISA");
+    if (!env || !*env) GTEST_SKIP() << "QK_ISA is not set: ctest runs this program once per path with QK_ISA=<path>";
+    if (!cpu_supports(parse_isa(env))) GTEST_SKIP() << "QK_ISA=" << env << ": this CPU (or its OS) cannot run that path";
+    std::cout << "[ forced   ] QK_ISA=" << env << " -> " << sgemm_kernel_name() << "\n";
+  }
+
+  // Runs C = alpha A B + beta C and compares with the double product within a bound scaled by k.
+  static void check(int64_t m, int64_t n, int64_t k, bool a_rm, bool b_rm, bool c_rm, float alpha, float beta,
+                    int threads, uint32_t seed) {
+    std::mt19937 g(seed);
+    Mat A(m, k, a_rm), B(k, n, b_rm), C(m, n, c_rm);
+    fill(A, g);
+    fill(B, g);
+    if (beta == 0.0f) {
+      std::fill(C.v.begin(), C.v.end(), std::nanf(""));
+    } else {
+      fill(C, g);
+    }
+    const Mat C0 = C;
+    sgemm(m, n, k, alpha, A.view(), B.view(), beta, C.mut(), threads);
+    const double tol = 4e-7 * static_cast<double>(k + 4) + 1e-6;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double ref = 0;
+        for (int64_t p = 0; p < k; ++p) ref += double(A.at(i, p)) * double(B.at(p, j));
+        ref *= alpha;
+        if (beta != 0.0f) ref += double(beta) * double(C0.at(i, j));
+        ASSERT_NEAR(C.at(i, j), ref, tol) << "m=" << m << " n=" << n << " k=" << k << " layouts " << a_rm << b_rm
+                                          << c_rm << " alpha=" << alpha << " beta=" << beta << " at [" << i << ","
+                                          << j << "]";
+      }
+    // The padding past each column (or row) of C is never written.
+    for (int64_t o = 0; o < (c_rm ? m : n); ++o)
+      for (int64_t q = (c_rm ? n : m); q < C.ld(); ++q) {
+        const size_t idx = static_cast<size_t>(o * C.ld() + q);
+        if (idx < C.v.size() && !std::isnan(C0.v[idx])) {
+          ASSERT_EQ(C.v[idx], C0.v[idx]);
+        }
+      }
+  }
+};
+
+TEST_F(Sgemm, OddShapesEveryLayout) {
+  uint32_t seed = 1;
+  for (int64_t m : {1, 7, 31, 32, 33, 67})
+    for (int64_t n : {1, 5, 11, 12, 13, 25})
+      for (int64_t k : {1, 3, 17, 64})
+        for (int layout = 0; layout < 8; ++layout)
+          check(m, n, k, layout & 1, layout & 2, layout & 4, 1.0f, 0.0f, 1, seed++);
+}
+
+TEST_F(Sgemm, AlphaBetaAccumulate) {
+  uint32_t seed = 100;
+  for (float alpha : {1.0f, -1.0f, 0.5f})
+    for (float beta : {0.0f, 1.0f, -2.0f})
+      for (int layout : {0, 3, 5, 6}) check(45, 29, 37, layout & 1, layout & 2, layout & 4, alpha, beta, 1, seed++);
+}
+
+TEST_F(Sgemm, CacheBlockBoundaries) {
+  // Depth past one packed slice (384) and rows past one packed block (192), columns past several micro-panels.
+  uint32_t seed = 200;
+  check(193, 40, 385, false, false, false, 1.0f, 1.0f, 1, seed++);
+  check(200, 37, 770, true, false, false, -1.0f, 0.0f, 1, seed++);
+  check(65, 3100, 9, false, true, false, 1.0f, 1.0f, 1, seed++);
+}
+
+TEST_F(Sgemm, TwoThreadsSplitRowsOrColumns) {
+  uint32_t seed = 300;
+  check(301, 47, 200, false, false, false, 1.0f, 1.0f, 2, seed++);  // split over rows
+  check(45, 301, 200, true, false, false, -1.0f, 0.0f, 2, seed++);  // split over columns
+  check(150, 140, 130, false, true, true, 1.0f, 0.5f, 2, seed++);
+}
+
+TEST_F(Sgemm, DegenerateSizes) {
+  std::vector<float> c(6, 2.0f);
+  const float a = 1.0f;
+  sgemm(2, 3, 0, 1.0f, {&a, 1, 2}, {&a, 1, 1}, 0.5f, {c.data(), 1, 2});
+  for (float v : c) EXPECT_EQ(v, 1.0f);  // k = 0: C = beta C
+  std::vector<float> nan(6, std::nanf(""));
+  sgemm(2, 3, 0, 1.0f, {&a, 1, 2}, {&a, 1, 1}, 0.0f, {nan.data(), 1, 2});
+  for (float v : nan) EXPECT_EQ(v, 0.0f);  // beta = 0 does not read C
+  sgemm(0, 3, 5, 1.0f, {nullptr, 1, 1}, {&a, 1, 1}, 0.0f, {nullptr, 1, 1});  // empty: nothing to do
+  EXPECT_THROW(sgemm(-1, 3, 5, 1.0f, {&a, 1, 1}, {&a, 1, 1}, 0.0f, {c.data(), 1, 1}), InvalidArgument);
+  EXPECT_THROW(sgemm(2, 3, 5, 1.0f, {nullptr, 1, 2}, {&a, 1, 1}, 0.0f, {c.data(), 1, 2}), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace qk::kernels

@@ -108,10 +108,15 @@ void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
 }
 
 // Copies the lower triangle of S onto its upper triangle.
+// Blocked (64 x 64 tiles), so both the reads and the transposed writes stay in cache.
 inline void symmetrize_lower(Eigen::MatrixXf& S) {
-  const int64_t k = S.rows();
-  for (int64_t j = 0; j < k; ++j)
-    for (int64_t i = j + 1; i < k; ++i) S(j, i) = S(i, j);
+  const int64_t k = S.rows(), b = 64;
+  for (int64_t j0 = 0; j0 < k; j0 += b)
+    for (int64_t i0 = j0; i0 < k; i0 += b) {
+      const int64_t j1 = std::min(k, j0 + b), i1 = std::min(k, i0 + b);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = std::max(i0, j + 1); i < i1; ++i) S(j, i) = S(i, j);
+    }
 }
 
 // C.rightCols(...) -= A * B with the rows of C (and A) split over threads.

@@ -58,6 +58,7 @@ const SgemmKernel& active_kernel() {
 constexpr int64_t kKc = 384;       // depth of a packed slice (B micro-panel kKc x NR stays in L1)
 constexpr int64_t kMcTarget = 192; // rows of a packed A block (kMc x kKc floats in L2)
 constexpr int64_t kNcTarget = 3072;
+constexpr int64_t kPackStep = 16;  // depth of one strip of a transposing pack
 
 struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
@@ -85,12 +86,17 @@ void pack_a(const SgemmView& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
         for (; i < mr; ++i) d[i] = 0.0f;
       }
     } else {
-      for (int64_t i = 0; i < rows; ++i) {
-        const float* s = src + i * A.rs;
-        for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = s[p * A.cs];
+      // Transposing copy in kPackStep-deep strips, so the strided writes stay within a few cache lines.
+      for (int64_t p0 = 0; p0 < kc; p0 += kPackStep) {
+        const int64_t pe = std::min(kPackStep, kc - p0);
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* s = src + i * A.rs + p0 * A.cs;
+          float* d = dst + p0 * mr + i;
+          for (int64_t p = 0; p < pe; ++p) d[p * mr] = s[p * A.cs];
+        }
+        for (int64_t i = rows; i < mr; ++i)
+          for (int64_t p = 0; p < pe; ++p) dst[(p0 + p) * mr + i] = 0.0f;
       }
-      for (int64_t i = rows; i < mr; ++i)
-        for (int64_t p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
     }
     dst += kc * mr;
   }
@@ -110,12 +116,16 @@ void pack_b(const SgemmView& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, 
         for (; j < nr; ++j) d[j] = 0.0f;
       }
     } else {
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* s = src + j * B.cs;
-        for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = s[p * B.rs];
+      for (int64_t p0 = 0; p0 < kc; p0 += kPackStep) {
+        const int64_t pe = std::min(kPackStep, kc - p0);
+        for (int64_t j = 0; j < cols; ++j) {
+          const float* s = src + j * B.cs + p0 * B.rs;
+          float* d = dst + p0 * nr + j;
+          for (int64_t p = 0; p < pe; ++p) d[p * nr] = s[p * B.rs];
+        }
+        for (int64_t j = cols; j < nr; ++j)
+          for (int64_t p = 0; p < pe; ++p) dst[(p0 + p) * nr + j] = 0.0f;
       }
-      for (int64_t j = cols; j < nr; ++j)
-        for (int64_t p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
     }
     dst += kc * nr;
   }

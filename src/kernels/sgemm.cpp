@@ -41,7 +41,8 @@ void micro_portable(int64_t kc, const float* a, const float* b, float* c, int64_
 }
 
 const SgemmKernel& kernel_portable() {
-  static const SgemmKernel k{"qk_sgemm_8x4__portable", kPortableMr, kPortableNr, micro_portable};
+  static const SgemmKernel k{"qk_sgemm_8x4__portable", kPortableMr, kPortableNr, micro_portable,
+                             detail::pack_a<kPortableMr>, detail::pack_b<kPortableNr>};
   return k;
 }
 
@@ -58,7 +59,6 @@ const SgemmKernel& active_kernel() {
 constexpr int64_t kKc = 384;       // depth of a packed slice (B micro-panel kKc x NR stays in L1)
 constexpr int64_t kMcTarget = 192; // rows of a packed A block (kMc x kKc floats in L2)
 constexpr int64_t kNcTarget = 3072;
-constexpr int64_t kPackStep = 16;  // depth of one strip of a transposing pack
 
 struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
@@ -70,65 +70,6 @@ Buffer alloc_floats(int64_t n) {
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
   if (!p) throw std::bad_alloc();
   return Buffer(p);
-}
-
-// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of A into MR-row micro-panels (kc steps of MR floats, zero-padded).
-void pack_a(const SgemmView& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr, float* dst) {
-  for (int64_t ib = 0; ib < mc; ib += mr) {
-    const int64_t rows = std::min<int64_t>(mr, mc - ib);
-    const float* src = A.p + (i0 + ib) * A.rs + p0 * A.cs;
-    if (A.rs == 1) {
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* s = src + p * A.cs;
-        float* d = dst + p * mr;
-        int64_t i = 0;
-        for (; i < rows; ++i) d[i] = s[i];
-        for (; i < mr; ++i) d[i] = 0.0f;
-      }
-    } else {
-      // Transposing copy in kPackStep-deep strips, so the strided writes stay within a few cache lines.
-      for (int64_t p0 = 0; p0 < kc; p0 += kPackStep) {
-        const int64_t pe = std::min(kPackStep, kc - p0);
-        for (int64_t i = 0; i < rows; ++i) {
-          const float* s = src + i * A.rs + p0 * A.cs;
-          float* d = dst + p0 * mr + i;
-          for (int64_t p = 0; p < pe; ++p) d[p * mr] = s[p * A.cs];
-        }
-        for (int64_t i = rows; i < mr; ++i)
-          for (int64_t p = 0; p < pe; ++p) dst[(p0 + p) * mr + i] = 0.0f;
-      }
-    }
-    dst += kc * mr;
-  }
-}
-
-// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column micro-panels (kc steps of NR floats).
-void pack_b(const SgemmView& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
-  for (int64_t jb = 0; jb < nc; jb += nr) {
-    const int64_t cols = std::min<int64_t>(nr, nc - jb);
-    const float* src = B.p + p0 * B.rs + (j0 + jb) * B.cs;
-    if (B.cs == 1) {
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* s = src + p * B.rs;
-        float* d = dst + p * nr;
-        int64_t j = 0;
-        for (; j < cols; ++j) d[j] = s[j];
-        for (; j < nr; ++j) d[j] = 0.0f;
-      }
-    } else {
-      for (int64_t p0 = 0; p0 < kc; p0 += kPackStep) {
-        const int64_t pe = std::min(kPackStep, kc - p0);
-        for (int64_t j = 0; j < cols; ++j) {
-          const float* s = src + j * B.cs + p0 * B.rs;
-          float* d = dst + p0 * nr + j;
-          for (int64_t p = 0; p < pe; ++p) d[p * nr] = s[p * B.rs];
-        }
-        for (int64_t j = cols; j < nr; ++j)
-          for (int64_t p = 0; p < pe; ++p) dst[(p0 + p) * nr + j] = 0.0f;
-      }
-    }
-    dst += kc * nr;
-  }
 }
 
 // C = beta·C (beta == 0: zero, without reading C).
@@ -159,10 +100,10 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
     for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, k - p0);
       const float b_eff = p0 == 0 ? beta : 1.0f;
-      pack_b(B, p0, kc, j0, nc, nr, bbuf.get());
+      K.pack_b(B, p0, kc, j0, nc, bbuf.get());
       for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
         const int64_t mc = std::min(mc_max, m - i0);
-        pack_a(A, i0, mc, p0, kc, mr, abuf.get());
+        K.pack_a(A, i0, mc, p0, kc, abuf.get());
         for (int64_t jb = 0; jb < nc; jb += nr) {
           const int64_t cols = std::min<int64_t>(nr, nc - jb);
           const float* bp = bbuf.get() + jb * kc;

@@ -44,7 +44,7 @@ void micro_16x6(int64_t kc, const float* a, const float* b, float* c, int64_t ld
 }  // namespace
 
 const SgemmKernel& sgemm_kernel_avx2() {
-  static const SgemmKernel k{"qk_sgemm_16x6__avx2", kMr, kNr, micro_16x6};
+  static const SgemmKernel k{"qk_sgemm_16x6__avx2", kMr, kNr, micro_16x6, pack_a<kMr>, pack_b<kNr>};
   return k;
 }
 

@@ -46,7 +46,7 @@ void micro_32x12(int64_t kc, const float* a, const float* b, float* c, int64_t l
 }  // namespace
 
 const SgemmKernel& sgemm_kernel_avx512() {
-  static const SgemmKernel k{"qk_sgemm_32x12__avx512", kMr, kNr, micro_32x12};
+  static const SgemmKernel k{"qk_sgemm_32x12__avx512", kMr, kNr, micro_32x12, pack_a<kMr>, pack_b<kNr>};
   return k;
 }
 

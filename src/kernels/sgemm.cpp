@@ -82,9 +82,11 @@ void scale_c(int64_t m, int64_t n, float beta, const SgemmMutView& C) {
 }
 
 // One thread's product; C column-major or with any strides (tiles that are partial or not unit-stride go through a
-// small buffer).
+// small buffer). row_off / col_off: where this part's rows and columns sit in the whole product, for the triangle
+// tests.
 void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, const SgemmView& A,
-            const SgemmView& B, float beta, const SgemmMutView& C) {
+            const SgemmView& B, float beta, const SgemmMutView& C, SgemmTriangle tri, int64_t row_off,
+            int64_t col_off) {
   const int mr = K.mr, nr = K.nr;
   const int64_t mc_max = std::max<int64_t>(mr, kMcTarget / mr * mr);
   const int64_t nc_max = std::max<int64_t>(nr, kNcTarget / nr * nr);
@@ -97,12 +99,23 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
 
   for (int64_t j0 = 0; j0 < n; j0 += nc_max) {
     const int64_t nc = std::min(nc_max, n - j0);
+    const int64_t jg0 = j0 + col_off, jg1 = jg0 + nc;  // global column range
     for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, k - p0);
-      const float b_eff = p0 == 0 ? beta : 1.0f;
+      // Depth slices where B is zero for every column of the panel.
+      if (tri == SgemmTriangle::b_lower && p0 + kc <= jg0) continue;
+      if (tri == SgemmTriangle::b_upper && p0 >= jg1) continue;
       K.pack_b(B, p0, kc, j0, nc, bbuf.get());
       for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
         const int64_t mc = std::min(mc_max, m - i0);
+        const int64_t ig0 = i0 + row_off, ig1 = ig0 + mc;
+        if (tri == SgemmTriangle::a_lower && p0 >= ig1) continue;
+        if (tri == SgemmTriangle::a_upper && p0 + kc <= ig0) continue;
+        // beta applies at the first slice this block of C receives.
+        int64_t first = 0;
+        if (tri == SgemmTriangle::b_lower) first = jg0 / kc_max * kc_max;
+        if (tri == SgemmTriangle::a_upper) first = ig0 / kc_max * kc_max;
+        const float b_eff = p0 == first ? beta : 1.0f;
         K.pack_a(A, i0, mc, p0, kc, abuf.get());
         for (int64_t jb = 0; jb < nc; jb += nr) {
           const int64_t cols = std::min<int64_t>(nr, nc - jb);
@@ -138,8 +151,12 @@ void check_view(const char* what, const void* p, int64_t rows, int64_t cols) {
 const char* sgemm_kernel_name() { return active_kernel().name; }
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView B, float beta, SgemmMutView C,
-           int threads) {
+           int threads, SgemmTriangle tri) {
   if (m < 0 || n < 0 || k < 0) fail<InvalidArgument>("sgemm: negative size {}x{}x{}", m, n, k);
+  const bool tri_a = tri == SgemmTriangle::a_lower || tri == SgemmTriangle::a_upper;
+  const bool tri_b = tri == SgemmTriangle::b_lower || tri == SgemmTriangle::b_upper;
+  if ((tri_a && m != k) || (tri_b && n != k))
+    fail<InvalidArgument>("sgemm: a triangular operand must be square ({}x{}x{})", m, n, k);
   check_view("A", A.p, m, k);
   check_view("B", B.p, k, n);
   check_view("C", C.p, m, n);
@@ -155,12 +172,20 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView 
     std::swap(A.rs, A.cs);
     std::swap(B.rs, B.cs);
     std::swap(C.rs, C.cs);
+    // (A lower)ᵀ is upper and becomes the B operand, and so on.
+    switch (tri) {
+      case SgemmTriangle::a_lower: tri = SgemmTriangle::b_upper; break;
+      case SgemmTriangle::a_upper: tri = SgemmTriangle::b_lower; break;
+      case SgemmTriangle::b_lower: tri = SgemmTriangle::a_upper; break;
+      case SgemmTriangle::b_upper: tri = SgemmTriangle::a_lower; break;
+      case SgemmTriangle::none: break;
+    }
   }
   const SgemmKernel& K = active_kernel();
   const int nt = resolve_threads(threads);
   const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   if (nt <= 1 || work < double(1 << 21) || omp_in_parallel()) {
-    serial(K, m, n, k, alpha, A, B, beta, C);
+    serial(K, m, n, k, alpha, A, B, beta, C, tri, 0, 0);
     return;
   }
   // Split the larger of the two output dimensions into parts aligned to the micro-tile.
@@ -175,11 +200,11 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView 
     if (by_cols) {
       SgemmView Bt{B.p + b * B.cs, B.rs, B.cs};
       SgemmMutView Ct{C.p + b * C.cs, C.rs, C.cs};
-      serial(K, m, e - b, k, alpha, A, Bt, beta, Ct);
+      serial(K, m, e - b, k, alpha, A, Bt, beta, Ct, tri, 0, b);
     } else {
       SgemmView At{A.p + b * A.rs, A.rs, A.cs};
       SgemmMutView Ct{C.p + b * C.rs, C.rs, C.cs};
-      serial(K, e - b, n, k, alpha, At, B, beta, Ct);
+      serial(K, e - b, n, k, alpha, At, B, beta, Ct, tri, b, 0);
     }
   }
 }

@@ -52,18 +52,25 @@ class Sgemm : public ::testing::Test {
 
   // Runs C = alpha A B + beta C and compares with the double product within a bound scaled by k.
   static void check(int64_t m, int64_t n, int64_t k, bool a_rm, bool b_rm, bool c_rm, float alpha, float beta,
-                    int threads, uint32_t seed) {
+                    int threads, uint32_t seed, SgemmTriangle tri = SgemmTriangle::none) {
     std::mt19937 g(seed);
     Mat A(m, k, a_rm), B(k, n, b_rm), C(m, n, c_rm);
     fill(A, g);
     fill(B, g);
+    // The zero triangle of a triangular operand.
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p)
+        if ((tri == SgemmTriangle::a_lower && p > i) || (tri == SgemmTriangle::a_upper && p < i)) A.at(i, p) = 0.0f;
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t j = 0; j < n; ++j)
+        if ((tri == SgemmTriangle::b_lower && p < j) || (tri == SgemmTriangle::b_upper && p > j)) B.at(p, j) = 0.0f;
     if (beta == 0.0f) {
       std::fill(C.v.begin(), C.v.end(), std::nanf(""));
     } else {
       fill(C, g);
     }
     const Mat C0 = C;
-    sgemm(m, n, k, alpha, A.view(), B.view(), beta, C.mut(), threads);
+    sgemm(m, n, k, alpha, A.view(), B.view(), beta, C.mut(), threads, tri);
     const double tol = 4e-7 * static_cast<double>(k + 4) + 1e-6;
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
@@ -72,7 +79,8 @@ class Sgemm : public ::testing::Test {
         ref *= alpha;
         if (beta != 0.0f) ref += double(beta) * double(C0.at(i, j));
         ASSERT_NEAR(C.at(i, j), ref, tol) << "m=" << m << " n=" << n << " k=" << k << " layouts " << a_rm << b_rm
-                                          << c_rm << " alpha=" << alpha << " beta=" << beta << " at [" << i << ","
+                                          << c_rm << " alpha=" << alpha << " beta=" << beta << " tri "
+                                          << static_cast<int>(tri) << " at [" << i << ","
                                           << j << "]";
       }
     // The padding past each column (or row) of C is never written.
@@ -115,6 +123,27 @@ TEST_F(Sgemm, TwoThreadsSplitRowsOrColumns) {
   check(301, 47, 200, false, false, false, 1.0f, 1.0f, 2, seed++);  // split over rows
   check(45, 301, 200, true, false, false, -1.0f, 0.0f, 2, seed++);  // split over columns
   check(150, 140, 130, false, true, true, 1.0f, 0.5f, 2, seed++);
+}
+
+TEST_F(Sgemm, TriangularOperandsSkipTheirZeroBlocks) {
+  // Sizes past one depth slice (384) and one row block (192), every layout (a row-major C swaps the operands and
+  // turns a lower A into an upper B), beta applied exactly once, one and two threads.
+  uint32_t seed = 400;
+  for (SgemmTriangle tri : {SgemmTriangle::a_lower, SgemmTriangle::a_upper, SgemmTriangle::b_lower,
+                            SgemmTriangle::b_upper})
+    for (int layout = 0; layout < 8; ++layout) {
+      const bool on_a = tri == SgemmTriangle::a_lower || tri == SgemmTriangle::a_upper;
+      const int64_t t = 400;
+      const int64_t m = on_a ? t : 37, n = on_a ? 29 : t;
+      check(m, n, t, layout & 1, layout & 2, layout & 4, -1.0f, layout % 3 == 0 ? 0.0f : 0.5f, layout % 2 + 1,
+            seed++, tri);
+    }
+  check(1, 1, 1, false, false, false, 1.0f, 1.0f, 1, seed++, SgemmTriangle::a_lower);
+  check(900, 33, 900, false, false, false, 1.0f, 1.0f, 2, seed++, SgemmTriangle::a_lower);
+  check(33, 900, 900, false, false, false, 1.0f, 1.0f, 2, seed++, SgemmTriangle::b_lower);
+  float x = 1.0f;
+  EXPECT_THROW(sgemm(3, 2, 4, 1.0f, {&x, 1, 1}, {&x, 1, 1}, 0.0f, {&x, 1, 1}, 1, SgemmTriangle::a_lower),
+               InvalidArgument);
 }
 
 TEST_F(Sgemm, DegenerateSizes) {

@@ -25,10 +25,22 @@ struct SgemmMutView {
   int64_t rs = 0, cs = 0;
 };
 
-// threads: 0 = qk::resolve_threads default; the work is split over columns of C when it is large enough.
-// Throws qk::InvalidArgument for negative sizes or null pointers with non-empty operands.
+// A square operand known to be triangular: the blocks of the product that only meet its zero triangle are
+// skipped (about half the work). The zero triangle must really hold zeros: blocks that straddle the diagonal are
+// multiplied in full.
+enum class SgemmTriangle {
+  none,
+  a_lower,  // A(i, p) = 0 for p > i
+  a_upper,  // A(i, p) = 0 for p < i
+  b_lower,  // B(p, j) = 0 for p < j
+  b_upper,  // B(p, j) = 0 for p > j
+};
+
+// threads: 0 = qk::resolve_threads default; the work is split over the larger dimension of C when it is large
+// enough. Throws qk::InvalidArgument for negative sizes, null pointers with non-empty operands, or a triangular
+// operand that is not square.
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView B, float beta, SgemmMutView C,
-           int threads = 1);
+           int threads = 1, SgemmTriangle tri = SgemmTriangle::none);
 
 // Name of the micro-kernel active_isa() selects, e.g. "qk_sgemm_32x12__avx512".
 const char* sgemm_kernel_name();

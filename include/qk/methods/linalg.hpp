@@ -56,38 +56,25 @@ kernels::SgemmMutView smview(M&& m) {
   else return {m.data(), m.innerStride(), m.outerStride()};
 }
 
-// C = alpha · A · B + beta · C (beta == 0: C is not read).
+// C = alpha · A · B + beta · C (beta == 0: C is not read). tri: A or B is triangular (its zero triangle stored).
 template <typename CType, typename AType, typename BType>
-void gemm(CType&& C, const AType& A, const BType& B, float alpha, float beta, int threads = 1) {
+void gemm(CType&& C, const AType& A, const BType& B, float alpha, float beta, int threads = 1,
+          kernels::SgemmTriangle tri = kernels::SgemmTriangle::none) {
   if (A.rows() != C.rows() || B.cols() != C.cols() || A.cols() != B.rows())
     fail<ShapeError>("gemm: {}x{} times {}x{} into {}x{}", A.rows(), A.cols(), B.rows(), B.cols(), C.rows(), C.cols());
-  kernels::sgemm(C.rows(), C.cols(), A.cols(), alpha, sview(A), sview(B), beta, smview(C), threads);
+  kernels::sgemm(C.rows(), C.cols(), A.cols(), alpha, sview(A), sview(B), beta, smview(C), threads, tri);
 }
 
-// Panel width of the blocked triangular products: zero blocks above (or below) the diagonal are skipped, the
-// diagonal blocks are multiplied in full (their other triangle must hold zeros).
-inline constexpr int64_t kTriBlock = 128;
-
-// C = alpha · B · L + beta · C with L lower triangular (n x n, zeros above the diagonal): column block j of C needs
-// the rows of L from j down.
+// C = alpha · B · L + beta · C with L lower triangular (zeros stored above the diagonal).
 template <typename CType, typename BType, typename LType>
 void trmm_right_lower(CType&& C, const BType& B, const LType& L, float alpha, float beta, int threads = 1) {
-  const int64_t n = L.cols();
-  for (int64_t j0 = 0; j0 < n; j0 += kTriBlock) {
-    const int64_t nb = std::min(kTriBlock, n - j0);
-    gemm(C.middleCols(j0, nb), B.middleCols(j0, n - j0), L.block(j0, j0, n - j0, nb), alpha, beta, threads);
-  }
+  gemm(C, B, L, alpha, beta, threads, kernels::SgemmTriangle::b_lower);
 }
 
-// C = alpha · L · B + beta · C with L lower triangular (n x n, zeros above the diagonal): row block i of C needs
-// the columns of L up to the end of the block.
+// C = alpha · L · B + beta · C with L lower triangular (zeros stored above the diagonal).
 template <typename CType, typename LType, typename BType>
 void trmm_left_lower(CType&& C, const LType& L, const BType& B, float alpha, float beta, int threads = 1) {
-  const int64_t n = L.rows();
-  for (int64_t i0 = 0; i0 < n; i0 += kTriBlock) {
-    const int64_t nb = std::min(kTriBlock, n - i0);
-    gemm(C.middleRows(i0, nb), L.block(i0, 0, nb, i0 + nb), B.topRows(i0 + nb), alpha, beta, threads);
-  }
+  gemm(C, L, B, alpha, beta, threads, kernels::SgemmTriangle::a_lower);
 }
 
 // S (k x k, lower triangle kept) += Xᵀ X for X (t x k).

@@ -109,7 +109,8 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
   if (gs <= 0 || cols % gs != 0)
     fail<InvalidArgument>("AWQ: grid {} block {} does not divide {} columns", grid.name(), gs, cols);
 
-  const Eigen::MatrixXf Wc = W;
+  Eigen::MatrixXf Wc;
+  detail::copy_blocked(Wc, W);
   AwqResult res;
   res.scales = Eigen::VectorXf::Ones(cols);
   Eigen::MatrixXf Q;

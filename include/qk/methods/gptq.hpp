@@ -74,7 +74,8 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
   const int nt_rows = std::max(1, std::min(nt, static_cast<int>(rows / 128)));
 
   GptqResult res;
-  Eigen::MatrixXf Wc = W;  // column-major working copy
+  Eigen::MatrixXf Wc;  // column-major working copy
+  detail::copy_blocked(Wc, W);
   Eigen::MatrixXf Hd = H;
   grid.reset(rows, cols);
   const int64_t gs = grid.block_size();
@@ -117,9 +118,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
   double damp = o.damp;
   Eigen::MatrixXf U;
   for (int attempt = 0;; ++attempt) {
-    Eigen::MatrixXf Hdamp = Hd;
-    Hdamp.diagonal().array() += static_cast<float>(damp * mean_diag);
-    if (detail::inverse_cholesky_upper(Hdamp, U, nt)) break;
+    if (detail::inverse_cholesky_upper(Hd, U, nt, static_cast<float>(damp * mean_diag))) break;
     if (attempt >= o.max_damp_retries || (damp == 0.0 && mean_diag == 0.0))
       fail<NumericError>("GPTQ: the Hessian is not positive definite even with damping {} of its mean diagonal",
                          damp);
@@ -200,7 +199,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
     for (int64_t j = 0; j < cols; ++j) res.dequantized.col(perm[j]) = Q.col(j);
     if (permuted_grid) ig->set_permutation(perm);
   } else {
-    res.dequantized = Q;
+    detail::copy_blocked(res.dequantized, Q);
   }
   return res;
 }

@@ -94,6 +94,19 @@ void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
   }
 }
 
+// dst = src between storage orders (row-major <-> column-major), in 64 x 64 tiles so that both sides stay in cache.
+template <typename Dst, typename Src>
+void copy_blocked(Dst& dst, const Src& src) {
+  const int64_t r = src.rows(), c = src.cols(), b = 64;
+  dst.resize(r, c);
+  for (int64_t i0 = 0; i0 < r; i0 += b)
+    for (int64_t j0 = 0; j0 < c; j0 += b) {
+      const int64_t i1 = std::min(r, i0 + b), j1 = std::min(c, j0 + b);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = j0; j < j1; ++j) dst(i, j) = src(i, j);
+    }
+}
+
 // Copies the lower triangle of S onto its upper triangle.
 // Blocked (64 x 64 tiles), so both the reads and the transposed writes stay in cache.
 inline void symmetrize_lower(Eigen::MatrixXf& S) {
@@ -118,7 +131,8 @@ void parallel_sub_product(CType&& C, const AType& A, const BType& B, int threads
 // the trailing update (the O(n³) part) are spread over threads. Returns false when A is not positive definite.
 inline bool cholesky_lower_inplace(Eigen::MatrixXf& A, int threads) {
   const int64_t n = A.rows();
-  const int64_t bs = 192;
+  // Wider panels for big matrices: the trailing update reads and writes the whole trailing matrix once per panel.
+  const int64_t bs = std::clamp<int64_t>(n / 24 / 64 * 64, 192, 512);
   for (int64_t k = 0; k < n; k += bs) {
     const int64_t kb = std::min(bs, n - k), r = n - k - kb;
     Eigen::Ref<Eigen::MatrixXf> diag = A.block(k, k, kb, kb);
@@ -173,13 +187,15 @@ inline void invert_lower_inplace(Eigen::Ref<Eigen::MatrixXf> L, int threads) {
 // U upper triangular with H⁻¹ = Uᵀ U, the factor GPTQ's reference obtains as cholesky(cholesky_inverse(
 // cholesky(H)), upper=True). Computed with one Cholesky and one triangular inverse: with J the reversal
 // permutation, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular with a positive
-// diagonal, hence the (unique) factor. Returns false when H is not positive definite.
-inline bool inverse_cholesky_upper(const Eigen::MatrixXf& H, Eigen::MatrixXf& U, int threads) {
-  Eigen::MatrixXf A = H.reverse();  // J H J
-  if (!cholesky_lower_inplace(A, threads)) return false;
-  A.triangularView<Eigen::StrictlyUpper>().setZero();
-  invert_lower_inplace(A, threads);
-  U = A.reverse();
+// diagonal, hence the (unique) factor. diag_add is added to the diagonal of H first (GPTQ's damping) without a copy
+// of H. Returns false when H + diag_add·I is not positive definite.
+inline bool inverse_cholesky_upper(const Eigen::MatrixXf& H, Eigen::MatrixXf& U, int threads, float diag_add = 0.0f) {
+  U = H.reverse();  // J H J (+ diag_add I), factored and inverted in place in U: no other n x n buffer
+  if (diag_add != 0.0f) U.diagonal().array() += diag_add;
+  if (!cholesky_lower_inplace(U, threads)) return false;
+  U.triangularView<Eigen::StrictlyUpper>().setZero();
+  invert_lower_inplace(U, threads);
+  U.reverseInPlace();
   return U.allFinite();
 }
 

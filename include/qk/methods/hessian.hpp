@@ -63,17 +63,10 @@ class HessianAccumulator {
 
   // H = 2/n Σ x xᵀ, the full symmetric matrix (zero when nothing was added).
   Eigen::MatrixXf hessian() const {
-    Eigen::MatrixXf H = S_;
-    detail::symmetrize_lower(H);
-    if (n_ > 0) H *= static_cast<float>(2.0 / static_cast<double>(n_));
-    return H;
+    return detail::symmetric_from_lower(S_, n_ > 0 ? static_cast<float>(2.0 / static_cast<double>(n_)) : 1.0f);
   }
   // The plain sum Σ x xᵀ (full symmetric).
-  Eigen::MatrixXf gram() const {
-    Eigen::MatrixXf G = S_;
-    detail::symmetrize_lower(G);
-    return G;
-  }
+  Eigen::MatrixXf gram() const { return detail::symmetric_from_lower(S_, 1.0f); }
 
   void save(const std::filesystem::path& path) const {
     std::vector<char> buf(header_size + static_cast<size_t>(dim_ * dim_) * 4 + 8);

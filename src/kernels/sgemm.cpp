@@ -65,11 +65,28 @@ struct AlignedFree {
 };
 using Buffer = std::unique_ptr<float, AlignedFree>;
 
-Buffer alloc_floats(int64_t n) {
-  const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
-  if (!p) throw std::bad_alloc();
-  return Buffer(p);
+// Packing space of the calling thread, kept between calls: a fresh allocation per call was an mmap/munmap pair
+// for these sizes, and every munmap of a multithreaded process interrupts the other cores to flush their TLBs
+// (a fifth of the time of the 2-thread Hessian). It only grows, to at most (MC + NC) x KC floats (about 5 MB),
+// and is freed when the thread ends. It holds no result: every call packs before it reads.
+struct Scratch {
+  Buffer buf;
+  int64_t capacity = 0;
+  float* get(int64_t n) {
+    if (n > capacity) {
+      const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+      auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
+      buf.reset(p);
+      capacity = n;
+    }
+    return buf.get();
+  }
+};
+
+float* scratch(int64_t n) {
+  thread_local Scratch s;
+  return s.get(n);
 }
 
 // C = beta·C (beta == 0: zero, without reading C).
@@ -93,7 +110,9 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
   const int64_t kc_max = std::min(kKc, k);
   const int64_t mc_alloc = std::min(mc_max, (m + mr - 1) / mr * mr);
   const int64_t nc_alloc = std::min(nc_max, (n + nr - 1) / nr * nr);
-  Buffer abuf = alloc_floats(mc_alloc * kc_max), bbuf = alloc_floats(nc_alloc * kc_max);
+  float* const abase = scratch((mc_alloc + nc_alloc) * kc_max + 16);
+  float* const abuf_p = abase;
+  float* const bbuf_p = abase + (mc_alloc * kc_max + 15) / 16 * 16;
   alignas(64) float tile[32 * 16];  // the largest MR x NR of any micro-kernel
   const bool c_colmajor = C.rs == 1;
 
@@ -105,7 +124,7 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
       // Depth slices where B is zero for every column of the panel.
       if (tri == SgemmTriangle::b_lower && p0 + kc <= jg0) continue;
       if (tri == SgemmTriangle::b_upper && p0 >= jg1) continue;
-      K.pack_b(B, p0, kc, j0, nc, bbuf.get());
+      K.pack_b(B, p0, kc, j0, nc, bbuf_p);
       for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
         const int64_t mc = std::min(mc_max, m - i0);
         const int64_t ig0 = i0 + row_off, ig1 = ig0 + mc;
@@ -116,13 +135,13 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
         if (tri == SgemmTriangle::b_lower) first = jg0 / kc_max * kc_max;
         if (tri == SgemmTriangle::a_upper) first = ig0 / kc_max * kc_max;
         const float b_eff = p0 == first ? beta : 1.0f;
-        K.pack_a(A, i0, mc, p0, kc, abuf.get());
+        K.pack_a(A, i0, mc, p0, kc, abuf_p);
         for (int64_t jb = 0; jb < nc; jb += nr) {
           const int64_t cols = std::min<int64_t>(nr, nc - jb);
-          const float* bp = bbuf.get() + jb * kc;
+          const float* bp = bbuf_p + jb * kc;
           for (int64_t ib = 0; ib < mc; ib += mr) {
             const int64_t rows = std::min<int64_t>(mr, mc - ib);
-            const float* ap = abuf.get() + ib * kc;
+            const float* ap = abuf_p + ib * kc;
             float* c = C.p + (i0 + ib) * C.rs + (j0 + jb) * C.cs;
             if (c_colmajor && rows == mr && cols == nr) {
               K.fn(kc, ap, bp, c, C.cs, alpha, b_eff);

@@ -127,7 +127,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     Eigen::MatrixXf F;
     bool have_factor = false;
     if (T >= cols) {
-      F = Eigen::MatrixXf::Zero(cols, cols);
+      detail::zero_touched(F, cols, cols);
       detail::gram_accumulate(F, X, nt);
       have_factor = detail::cholesky_lower_inplace(F, nt) && F.allFinite();
       if (have_factor) F.triangularView<Eigen::StrictlyUpper>().setZero();

@@ -34,8 +34,9 @@ namespace qk {
 class HessianAccumulator {
  public:
   HessianAccumulator() = default;
-  explicit HessianAccumulator(int64_t dim) : dim_(dim), S_(Eigen::MatrixXf::Zero(dim, dim)) {
+  explicit HessianAccumulator(int64_t dim) : dim_(dim) {
     if (dim <= 0) fail<InvalidArgument>("HessianAccumulator: dimension must be positive, got {}", dim);
+    detail::zero_touched(S_, dim, dim);
   }
 
   int64_t dim() const { return dim_; }

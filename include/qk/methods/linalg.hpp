@@ -43,6 +43,18 @@ inline void split_range(int64_t total, int n, int i, int64_t& begin, int64_t& en
   end = std::min(total, e * align);
 }
 
+// M = zeros(rows, cols), written page by page. A zero matrix the compiler turns into calloc() is backed by the shared
+// zero page until written; when the GEMM then loads and stores its tiles, every first store is a copy-on-write fault
+// whose TLB flush interrupts the other cores (a quarter of the 2-thread Hessian's time). Writing the zeros here
+// (through a volatile pointer, which the compiler cannot fold into calloc) maps real pages up front.
+inline void zero_touched(Eigen::MatrixXf& M, int64_t rows, int64_t cols) {
+  M.resize(rows, cols);
+  volatile float* p = M.data();
+  const int64_t n = rows * cols;
+  for (int64_t i = 0; i < n; i += 1024) p[i] = 0.0f;  // one store per 4 KiB page maps it
+  M.setZero();
+}
+
 // Strided views of Eigen blocks (direct-access expressions: matrices, blocks, Refs, their transposes).
 template <typename M>
 kernels::SgemmView sview(const M& m) {

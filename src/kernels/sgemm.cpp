@@ -130,23 +130,34 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
         const int64_t ig0 = i0 + row_off, ig1 = ig0 + mc;
         if (tri == SgemmTriangle::a_lower && p0 >= ig1) continue;
         if (tri == SgemmTriangle::a_upper && p0 + kc <= ig0) continue;
-        // beta applies at the first slice this block of C receives.
-        int64_t first = 0;
-        if (tri == SgemmTriangle::b_lower) first = jg0 / kc_max * kc_max;
-        if (tri == SgemmTriangle::a_upper) first = ig0 / kc_max * kc_max;
-        const float b_eff = p0 == first ? beta : 1.0f;
         K.pack_a(A, i0, mc, p0, kc, abuf_p);
         for (int64_t jb = 0; jb < nc; jb += nr) {
           const int64_t cols = std::min<int64_t>(nr, nc - jb);
-          const float* bp = bbuf_p + jb * kc;
+          const int64_t jg = jg0 + jb;
           for (int64_t ib = 0; ib < mc; ib += mr) {
             const int64_t rows = std::min<int64_t>(mr, mc - ib);
-            const float* ap = abuf_p + ib * kc;
+            const int64_t ig = ig0 + ib;
+            // The depth range [lo, hi) of this slice where the triangular operand can be non-zero for this tile,
+            // and the first slice the tile receives (where beta applies).
+            int64_t lo = 0, hi = kc, first = 0;
+            switch (tri) {
+              case SgemmTriangle::b_lower: lo = jg - p0; first = jg / kc_max * kc_max; break;
+              case SgemmTriangle::b_upper: hi = jg + cols - p0; break;
+              case SgemmTriangle::a_lower: hi = ig + rows - p0; break;
+              case SgemmTriangle::a_upper: lo = ig - p0; first = ig / kc_max * kc_max; break;
+              case SgemmTriangle::none: break;
+            }
+            lo = std::max<int64_t>(lo, 0);
+            hi = std::min(hi, kc);
+            if (lo >= hi) continue;
+            const float b_eff = p0 == first ? beta : 1.0f;
+            const float* ap = abuf_p + ib * kc + lo * mr;
+            const float* bp = bbuf_p + jb * kc + lo * nr;
             float* c = C.p + (i0 + ib) * C.rs + (j0 + jb) * C.cs;
             if (c_colmajor && rows == mr && cols == nr) {
-              K.fn(kc, ap, bp, c, C.cs, alpha, b_eff);
+              K.fn(hi - lo, ap, bp, c, C.cs, alpha, b_eff);
             } else {
-              K.fn(kc, ap, bp, tile, mr, 1.0f, 0.0f);
+              K.fn(hi - lo, ap, bp, tile, mr, 1.0f, 0.0f);
               for (int64_t j = 0; j < cols; ++j)
                 for (int64_t i = 0; i < rows; ++i) {
                   float& cij = c[i * C.rs + j * C.cs];

@@ -56,22 +56,19 @@ struct AwqResult {
 
 namespace detail {
 
-// Sum over rows of ||(D row) · F||² with F (k x m): the output error of weight error D (n x k), D split over threads.
-// lower: F is lower triangular (a Cholesky factor), which halves the arithmetic.
-inline double quad_error(const Eigen::MatrixXf& D, const Eigen::MatrixXf& F, bool lower, int threads) {
+// Sum over rows of ||(D row) · F||² with F (k x m): the output error of weight error D (n x k).
+// lower: F is lower triangular (a Cholesky factor, zeros stored above the diagonal), which halves the arithmetic.
+// F is taken row-major (its rows are what the GEMM packs), D in slices of 1024 rows, each product on all threads.
+inline double quad_error(const Eigen::MatrixXf& D, const RowMatrixXf& F, bool lower, int threads) {
   const int64_t n = D.rows();
   double total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total) if (threads > 1)
-  {
-    int64_t r0, r1;
-    split_range(n, omp_get_num_threads(), omp_get_thread_num(), r0, r1, 64);
-    for (int64_t a = r0; a < r1; a += 256) {
-      const int64_t m = std::min<int64_t>(256, r1 - a);
-      Eigen::MatrixXf P(m, F.cols());
-      if (lower) trmm_right_lower(P, D.middleRows(a, m), F, 1.0f, 0.0f);
-      else gemm(P, D.middleRows(a, m), F, 1.0f, 0.0f);
-      total += P.cast<double>().squaredNorm();
-    }
+  Eigen::MatrixXf P(std::min<int64_t>(n, 1024), F.cols());
+  for (int64_t a = 0; a < n; a += P.rows()) {
+    const int64_t m = std::min<int64_t>(P.rows(), n - a);
+    auto Pm = P.topRows(m);
+    if (lower) trmm_right_lower(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
+    else gemm(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
+    total += Pm.cast<double>().squaredNorm();
   }
   return total;
 }
@@ -133,6 +130,9 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
       if (have_factor) F.triangularView<Eigen::StrictlyUpper>().setZero();
     }
     if (!have_factor) F = X.transpose();
+    RowMatrixXf Fr;  // row-major copy for quad_error's products
+    detail::copy_blocked(Fr, F);
+    F.resize(0, 0);
     const double norm = static_cast<double>(rows) * static_cast<double>(T);
     double best = std::numeric_limits<double>::infinity();
     Eigen::VectorXf best_s = res.scales;
@@ -146,7 +146,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
       Ws = Wc * s.asDiagonal();
       detail::grid_round(Ws, grid, Q);
       D = Wc - Q * s.cwiseInverse().asDiagonal();
-      const double loss = detail::quad_error(D, F, have_factor, nt) / norm;
+      const double loss = detail::quad_error(D, Fr, have_factor, nt) / norm;
       res.ratio_losses.push_back(loss);
       if (loss < best) {
         best = loss;

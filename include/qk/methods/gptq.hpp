@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -57,8 +58,9 @@ struct GptqResult {
   std::vector<std::string> warnings;
 };
 
-// Quantizes W (rows x cols) onto `grid` with the Hessian H (cols x cols) of its inputs.
-inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::MatrixXf& H, WeightGrid& grid,
+// Quantizes W (rows x cols) onto `grid` with the Hessian H (cols x cols) of its inputs. This overload works in H's
+// storage (a temporary, e.g. HessianAccumulator::hessian(), is consumed without a copy).
+inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&& H, WeightGrid& grid,
                        const GptqOptions& o = {}) {
   const int64_t rows = W.rows(), cols = W.cols();
   if (H.rows() != cols || H.cols() != cols)
@@ -70,13 +72,15 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
   if (!H.allFinite()) fail<NumericError>("GPTQ: the Hessian has non-finite values");
   const int nt = resolve_threads(o.threads);
   detail::OmpThreadsScope scope(nt);  // Eigen's own GEMM threads outside our parallel regions
-  // The column loop synchronizes threads at every column (generic grids) or group: worth it only with enough rows.
-  const int nt_rows = std::max(1, std::min(nt, static_cast<int>(rows / 128)));
+  // The column loop synchronizes threads at every group (integer grids) or at every column (other grids, whose
+  // column rounding runs on one thread): worth it only with enough rows.
+  const bool int_grid = dynamic_cast<IntGrid*>(&grid) != nullptr;
+  const int nt_rows = std::max(1, std::min(nt, static_cast<int>(rows / (int_grid ? 128 : 2048))));
 
   GptqResult res;
   Eigen::MatrixXf Wc;  // column-major working copy
   detail::copy_blocked(Wc, W);
-  Eigen::MatrixXf Hd = H;
+  Eigen::MatrixXf Hd = std::move(H);
   grid.reset(rows, cols);
   const int64_t gs = grid.block_size();
   if (gs <= 0 || cols % gs != 0)
@@ -202,6 +206,11 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Matr
     detail::copy_blocked(res.dequantized, Q);
   }
   return res;
+}
+
+inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::MatrixXf& H, WeightGrid& grid,
+                       const GptqOptions& o = {}) {
+  return gptq(W, Eigen::MatrixXf(H), grid, o);
 }
 
 inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const HessianAccumulator& acc, WeightGrid& grid,

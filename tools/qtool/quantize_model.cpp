@@ -14,6 +14,7 @@
 // llama.cpp in one place: a separate token embedding is kept at Q8_0 unless --quantize-embeddings (llama.cpp uses
 // the target type). A row length a block type cannot hold falls back per tensor (--fallback, default f16) instead
 // of aborting the run, and the summary lists every fallback.
+#include <omp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/eval/llama_model.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/gptq_hf.hpp"
 #include "qk/io/gguf.hpp"
@@ -646,6 +648,238 @@ qk::QuantizedTensor quantize_int_with_method(const std::string& method, const qk
   return qk::awq_quantize(W, X, s, awq_options(o));
 }
 
+// ------------------------------------------------------------------------------------------------ calibration
+// --calib-tokens / --calib-generate: the layer inputs come from the model's own forward pass (qk::eval::LlamaModel,
+// Llama GGUF models), and the layers are quantized sequentially as the GPTQ reference does (IST-DASLab/gptq,
+// llama.py with --true-sequential): block by block, and inside a block group by group in the order the block reads
+// them (attn_q/k/v, attn_output, ffn_gate/up, ffn_down). A group's inputs are computed with every earlier weight
+// already replaced by what the output file will hold (quantized, or the fallback's rounding), and each sequence's
+// residual stream is carried from block to block, so memory holds the float model, one [tokens, dim] state per
+// calibration sequence, and one Hessian (GPTQ) or one group's inputs (AWQ) at a time.
+struct Prepared {
+  std::map<std::string, std::vector<uint8_t>> ggml;  // encoded block tensors
+  std::map<std::string, qk::QuantizedTensor> ints;   // int (GPTQ checkpoint) tensors
+  std::string source;                                // what the calibration tokens were, for the summary
+  int sequences = 0, ctx = 0;
+};
+
+bool uses_calibration(const QuantizeOptions& o) { return !o.calib_tokens.empty() || o.calib_generate; }
+
+// "blk.N.NAME.weight" with NAME one of the linear weights the forward pass reads.
+bool is_llama_linear(const std::string& n) {
+  static const std::regex re(R"(blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight)");
+  return std::regex_match(n, re);
+}
+
+// Collects one group's inputs: into a Hessian accumulator (GPTQ) or as rows (AWQ).
+class GroupCapture final : public qk::eval::ForwardObserver {
+ public:
+  GroupCapture(int layer, qk::eval::LinearInput in, qk::HessianAccumulator* acc, std::vector<qk::io::RowMatrixXf>* rows,
+               int threads)
+      : layer_(layer), in_(in), acc_(acc), rows_(rows), threads_(threads) {}
+  void on_linear_input(int layer, qk::eval::LinearInput in, const qk::eval::RowMatrixXf& x) override {
+    if (layer != layer_ || in != in_) return;
+    if (acc_) acc_->add(x, threads_);
+    if (rows_) rows_->push_back(x);
+  }
+
+ private:
+  int layer_;
+  qk::eval::LinearInput in_;
+  qk::HessianAccumulator* acc_;
+  std::vector<qk::io::RowMatrixXf>* rows_;
+  int threads_;
+};
+
+// What the output file will hold for a weight that GPTQ/AWQ does not quantize (RTN, a fallback, a copy).
+qk::io::RowMatrixXf effective_weight(const Item& it, const qk::io::RowMatrixXf& W, const float* importance, int threads) {
+  switch (it.action) {
+    case Item::ToGgml: {
+      const auto enc = qk::ggml::quantize(it.gtype, W.data(), W.rows(), W.cols(), importance, threads);
+      qk::io::RowMatrixXf D(W.rows(), W.cols());
+      qk::ggml::dequantize_rows(it.gtype, enc.data(), W.rows(), W.cols(), D.data(), threads);
+      return D;
+    }
+    case Item::ToPlain: {
+      qk::io::RowMatrixXf D = W;
+      if (it.out_dtype == DType::F16)
+        for (Eigen::Index i = 0; i < D.size(); ++i) D.data()[i] = qk::fp16_to_fp32(qk::fp32_to_fp16(D.data()[i]));
+      else if (it.out_dtype == DType::BF16)
+        for (Eigen::Index i = 0; i < D.size(); ++i) D.data()[i] = qk::bf16_to_fp32(qk::fp32_to_bf16(D.data()[i]));
+      return D;
+    }
+    default: return W;  // copies, and int RTN (not reached: --method rtn needs no calibration)
+  }
+}
+
+std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o, const TensorFile& in,
+                                                        const qk::eval::LlamaModel& m, Prepared& p) {
+  const auto& cfg = m.config();
+  int ctx = o.calib_ctx;
+  if (cfg.context > 0 && ctx > cfg.context) ctx = cfg.context;
+  std::vector<int32_t> all;
+  if (!o.calib_tokens.empty()) {
+    all = qk::eval::read_tokens(o.calib_tokens);
+    const size_t n = all.size() / static_cast<size_t>(ctx);
+    if (n == 0)
+      qk::fail<qk::FormatError>("{}: {} token ids do not fill one calibration sequence of {} (--calib-ctx)",
+                                o.calib_tokens, all.size(), ctx);
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i] < 0 || all[i] >= cfg.vocab)
+        qk::fail<qk::FormatError>("{}: token id {} at index {} is outside the model's vocabulary of {}", o.calib_tokens,
+                                  all[i], i, cfg.vocab);
+    all.resize(std::min(n, static_cast<size_t>(o.calib_samples)) * static_cast<size_t>(ctx));
+    p.source = fmt::format("{} sequences of {} tokens from {}", all.size() / static_cast<size_t>(ctx), ctx,
+                           o.calib_tokens);
+  } else {
+    qk::eval::SampleOptions so;
+    so.samples = o.calib_samples;
+    so.length = ctx;
+    so.seed = o.calib_seed;
+    so.threads = o.threads;
+    if (const auto* b = qk::io::find_meta(in.metadata(), "tokenizer.ggml.bos_token_id")) {
+      if (const auto* u = std::get_if<uint32_t>(b); u && *u < static_cast<uint32_t>(cfg.vocab)) so.bos = static_cast<int>(*u);
+      if (const auto* i = std::get_if<int32_t>(b); i && *i >= 0 && *i < cfg.vocab) so.bos = *i;
+    }
+    all = qk::eval::sample(m, so);
+    p.source = fmt::format("{} sequences of {} tokens sampled from the model (seed {}, temperature 1, BOS {})",
+                           so.samples, ctx, o.calib_seed, so.bos);
+  }
+  if (!o.calib_save.empty()) qk::eval::write_tokens(o.calib_save, all);
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t s = 0; s < all.size(); s += static_cast<size_t>(ctx))
+    seqs.emplace_back(all.begin() + static_cast<ptrdiff_t>(s), all.begin() + static_cast<ptrdiff_t>(s + ctx));
+  p.sequences = static_cast<int>(seqs.size());
+  p.ctx = ctx;
+  return seqs;
+}
+
+Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, const TensorFile& in,
+                               const std::vector<Item>& items,
+                               const std::map<std::string, std::vector<float>>& imatrix, bool show_progress) {
+  Prepared p;
+  std::optional<qk::eval::LlamaModel> model;
+  try {
+    model.emplace(qk::eval::LlamaModel::load(in));
+  } catch (const qk::Error& e) {
+    qk::fail<qk::FormatError>("calibration from tokens runs the model, which must be a Llama GGUF: {}", e.what());
+  }
+  qk::eval::LlamaModel& m = *model;
+  const auto seqs = calibration_sequences(o, in, m, p);
+  std::map<std::string, const Item*> by_name;
+  for (const auto& it : items) by_name[it.in->name] = &it;
+  std::vector<qk::io::RowMatrixXf> xs;
+  xs.reserve(seqs.size());
+  for (const auto& s : seqs) xs.push_back(m.embed(s));
+  const int L = m.config().n_layers;
+  const int threads = qk::resolve_threads(o.threads);
+  for (int l = 0; l < L; ++l) {
+    if (show_progress) fmt::print(stderr, "\rcalibrating block {}/{} ", l + 1, L);
+    for (const auto in : qk::eval::kLinearInputs) {
+      std::vector<std::pair<std::string, const Item*>> group;
+      bool any = false;
+      for (const auto& short_name : qk::eval::linear_names(in)) {
+        const std::string n = qk::eval::layer_weight_name(l, short_name);
+        const auto f = by_name.find(n);
+        if (f == by_name.end()) qk::fail<qk::FormatError>("{}: tensor '{}' is missing", o.input, n);
+        group.emplace_back(n, f->second);
+        any = any || f->second->method == "gptq" || f->second->method == "awq";
+      }
+      if (any) {
+        const int64_t dim = m.weight(group.front().first).cols();
+        const bool gptq = o.method == "gptq";
+        // Sequences in parallel (the small per-sequence products gain nothing from threads of their own); each
+        // thread accumulates a contiguous range of sequences and the partial Hessians merge in thread order, so
+        // the result depends on the thread count only. AWQ keeps the inputs in sequence order.
+        const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), xs.size()));
+        std::vector<qk::HessianAccumulator> accs;
+        if (gptq) accs.assign(static_cast<size_t>(nt), qk::HessianAccumulator(dim));
+        std::vector<std::vector<qk::io::RowMatrixXf>> rows(gptq ? 0 : xs.size());
+        std::string error;
+#pragma omp parallel num_threads(nt)
+        {
+          const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+          const size_t s0 = xs.size() * static_cast<size_t>(tid) / static_cast<size_t>(nth),
+                       s1 = xs.size() * static_cast<size_t>(tid + 1) / static_cast<size_t>(nth);
+          try {
+            for (size_t si = s0; si < s1; ++si) {
+              GroupCapture cap(l, in, gptq ? &accs[static_cast<size_t>(tid)] : nullptr, gptq ? nullptr : &rows[si], 1);
+              qk::io::RowMatrixXf x = xs[si];
+              m.forward_layer(l, x, &cap);
+            }
+          } catch (const std::exception& e) {
+#pragma omp critical
+            if (error.empty()) error = e.what();
+          }
+        }
+        if (!error.empty()) qk::fail<qk::NumericError>("{}: block {}: {}", o.input, l, error);
+        qk::HessianAccumulator acc(dim);
+        for (const auto& a : accs) acc.merge(a);
+        qk::io::RowMatrixXf X;
+        if (!gptq) {
+          int64_t T = 0;
+          for (const auto& r : rows)
+            for (const auto& x : r) T += x.rows();
+          X.resize(T, dim);
+          int64_t t = 0;
+          for (auto& r : rows) {
+            for (const auto& x : r) {
+              X.middleRows(t, x.rows()) = x;
+              t += x.rows();
+            }
+            r.clear();
+          }
+        }
+        for (const auto& [n, it] : group) {
+          if (it->method != "gptq" && it->method != "awq") continue;
+          const std::string where = fmt::format("{}: tensor '{}'", o.input, n);
+          const qk::io::RowMatrixXf W = m.weight(n);
+          if (it->action == Item::ToGgml) {
+            qk::ggml::GgmlGrid grid(it->gtype);
+            qk::io::RowMatrixXf D;
+            if (gptq) D = qk::gptq(W, acc, grid, gptq_options(o, false)).dequantized;
+            else D = qk::awq(W, X, grid, awq_options(o)).dequantized;
+            auto enc = grid.encode();
+            if (enc.size() != it->out_bytes)
+              qk::fail<qk::Error>("{}: encoder gave {} bytes, expected {}", where, enc.size(), it->out_bytes);
+            p.ggml[n] = std::move(enc);
+            m.set_weight(n, D);
+          } else if (it->action == Item::ToInt) {
+            const qk::QuantScheme s = target.group == 0
+                                          ? qk::QuantScheme::per_channel(target.bits, o.sym, false)
+                                          : qk::QuantScheme::per_group(target.bits, target.group, o.sym, false);
+            if (gptq) {
+              qk::GptqResult info;
+              p.ints[n] = qk::gptq_quantize(W, acc.hessian(), s, gptq_options(o, true), &info);
+              m.set_weight(n, info.dequantized);
+            } else {
+              qk::AwqResult info;
+              p.ints[n] = qk::awq_quantize(W, X, s, awq_options(o), &info);
+              m.set_weight(n, info.dequantized);
+            }
+          }
+        }
+      }
+      // every weight of the group now holds what the output will hold
+      for (const auto& [n, it] : group) {
+        if ((it->method == "gptq" || it->method == "awq") && p.ggml.count(n)) continue;
+        if ((it->method == "gptq" || it->method == "awq") && p.ints.count(n)) continue;
+        const auto imx = imatrix.find(n);
+        const float* importance = imx != imatrix.end() && it->action == Item::ToGgml &&
+                                          qk::ggml::info(it->gtype).uses_importance &&
+                                          static_cast<int64_t>(imx->second.size()) == it->cols
+                                      ? imx->second.data()
+                                      : nullptr;
+        m.set_weight(n, effective_weight(*it, m.weight(n), importance, threads));
+      }
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t si = 0; si < xs.size(); ++si) m.forward_layer(l, xs[si]);  // throws nothing: shapes were checked
+  }
+  if (show_progress) fmt::print(stderr, "\r\033[K");
+  return p;
+}
+
 // ------------------------------------------------------------------------------------------------ the run
 struct Stats {
   uint64_t in_bytes = 0, out_bytes = 0;
@@ -680,11 +914,18 @@ int run_quantize_model(const QuantizeOptions& o) {
     throw UsageError(fmt::format("--method {} is not available in model mode (rtn, gptq, awq)", o.method));
   if (o.method != "rtn" && target.kind == Target::Plain)
     throw UsageError(fmt::format("--method {} needs a quantized --type, not {}", o.method, target.name));
-  if (o.method != "rtn" && o.calib.empty())
+  if (o.method != "rtn" && o.calib.empty() && !uses_calibration(o))
     throw UsageError(fmt::format(
-        "--method {} needs calibration activations: --calib FILE (safetensors/GGUF with one [tokens, in_features] "
-        "float matrix per linear layer, named after its weight; see docs/cli.md)",
+        "--method {} needs calibration data: --calib-tokens IDS.i32 or --calib-generate (Llama GGUF: the model's "
+        "own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
+        "linear layer, named after its weight); see docs/cli.md",
         o.method));
+  if (!o.calib.empty() && uses_calibration(o))
+    throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
+  if (o.method == "rtn" && (uses_calibration(o) || !o.calib_save.empty()))
+    throw UsageError("--calib-tokens, --calib-generate and --calib-save serve --method gptq|awq");
+  if (!o.calib_save.empty() && !uses_calibration(o))
+    throw UsageError("--calib-save needs --calib-tokens or --calib-generate");
   if (!o.imatrix.empty() && target.kind != Target::Ggml)
     throw UsageError("--imatrix applies to ggml block types (q4_k, ...) only");
 
@@ -763,10 +1004,23 @@ int run_quantize_model(const QuantizeOptions& o) {
       it.method = imatrix.count(it.in->name) && qk::ggml::info(it.gtype).uses_importance ? "rtn+imatrix" : "rtn";
     } else if (calib && calib->find(it.in->name)) {
       it.method = o.method;
+    } else if (uses_calibration(o) && is_llama_linear(it.in->name)) {
+      it.method = o.method;
+    } else if (uses_calibration(o)) {
+      it.method = "rtn";
+      it.note += it.note.empty() ? "not a block's linear layer: rtn" : "; not a block's linear layer: rtn";
     } else {
       it.method = "rtn";
       it.note += it.note.empty() ? "no calibration activations: rtn" : "; no calibration activations: rtn";
     }
+  }
+
+  // ---- calibration from tokens: every GPTQ/AWQ layer quantized up front, sequentially through the model
+  Prepared prepared;
+  if (uses_calibration(o)) {
+    if (!o.calib_save.empty() && (same_file(in_path, o.calib_save) || same_file(out_path, o.calib_save)))
+      throw UsageError(fmt::format("--calib-save '{}' is the input or the output", o.calib_save));
+    prepared = quantize_sequentially(o, target, *in, items, imatrix, !o.quiet && isatty(2));
   }
 
   // ---- output
@@ -774,6 +1028,7 @@ int run_quantize_model(const QuantizeOptions& o) {
   wo.overwrite = o.force;
   wo.inputs = {in_path};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
+  if (!o.calib_tokens.empty()) wo.inputs.push_back(o.calib_tokens);
   if (!o.imatrix.empty()) wo.inputs.push_back(o.imatrix);
   std::unique_ptr<TempDir> tmpdir;
   std::unique_ptr<Sink> sink;
@@ -848,7 +1103,10 @@ int run_quantize_model(const QuantizeOptions& o) {
                                      imx->second.size(), it.cols);
           importance = imx->second.data();
         }
-        if (it.method == "gptq" || it.method == "awq") {
+        if (const auto pre = prepared.ggml.find(t.name); pre != prepared.ggml.end()) {
+          out.swap(pre->second);
+          release_pages(bytes.data(), bytes.size());
+        } else if (it.method == "gptq" || it.method == "awq") {
           const qk::io::RowMatrixXf W = in->read_matrix(t);
           const qk::io::RowMatrixXf X = calib->read_matrix(calib->tensor(t.name));
           qk::ggml::GgmlGrid grid(it.gtype);
@@ -897,7 +1155,9 @@ int run_quantize_model(const QuantizeOptions& o) {
         const qk::QuantScheme s = target.group == 0 ? qk::QuantScheme::per_channel(target.bits, o.sym, false)
                                                     : qk::QuantScheme::per_group(target.bits, target.group, o.sym, false);
         qk::QuantizedTensor q;
-        if (it.method == "gptq" || it.method == "awq") {
+        if (const auto pre = prepared.ints.find(t.name); pre != prepared.ints.end()) {
+          q = std::move(pre->second);
+        } else if (it.method == "gptq" || it.method == "awq") {
           const qk::io::RowMatrixXf X = calib->read_matrix(calib->tensor(t.name));
           q = quantize_int_with_method(it.method, W, X, s, o, where);
         } else {
@@ -963,6 +1223,7 @@ int run_quantize_model(const QuantizeOptions& o) {
     j.kv("quantized_bits_per_weight", bpw).kv("seconds", secs);
     j.kv("mb_per_s", secs > 0 ? static_cast<double>(st.in_bytes) / 1e6 / secs : 0.0);
     j.kv("fallbacks", fallbacks);
+    if (!prepared.source.empty()) j.kv("calibration", prepared.source);
     j.key("tensors").arr();
     for (const auto& it : items) {
       j.obj();
@@ -983,6 +1244,9 @@ int run_quantize_model(const QuantizeOptions& o) {
     table.add({name, std::to_string(g.tensors), std::to_string(g.elems), human_bytes(static_cast<double>(g.bytes)),
                fmt::format("{:.2f}", g.elems ? 8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elems) : 0.0)});
   fmt::print("{} -> {} ({}, method {})\n", o.input, o.output, target.name, o.method);
+  if (!prepared.source.empty())
+    fmt::print("calibration: {}; layers quantized in order, each on the inputs of the partly quantized model\n",
+               prepared.source);
   table.print();
   fmt::print("size: {} -> {} ({:.2f}x); quantized weights {:.2f} bits/weight; {:.2f} s, {:.1f} MB/s\n",
              human_bytes(static_cast<double>(in_file)), human_bytes(static_cast<double>(out_file)),

@@ -25,6 +25,12 @@ inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
   return acc;
 }
 
+// GEMV (M = 1) software prefetch distance in bytes, per weight stream (each column tile is one stream). The
+// hardware prefetcher alone leaves DRAM bandwidth unused with 8 concurrent streams; measured on the reference
+// machine (11008 x 4096 int8, cold, one thread): none 26.6, 1024 B 27.7, 2048 B 30.1, 4096 B 25.1 GB/s under
+// load; docs/benchmarks.md has the idle figures.
+constexpr int64_t kGemvPrefetch = 2048;
+
 // ---- int8 x int8 -> int32: rows [m, m+MR) x tiles [t, t+NT); a broadcast 4-byte slice of each row meets
 // one 64-byte k-quad of each tile.
 // `ap` is the rows' panel packed by pack_panel: [k_pad / 4][MR][4 bytes], so the MR broadcasts of a k-quad
@@ -44,6 +50,10 @@ void s8_block(const S8Problem& p, const uint8_t* ap, int64_t m, int64_t t) {
     __m512i wv[NT];
 #pragma GCC unroll 8
     for (int j = 0; j < NT; ++j) wv[j] = _mm512_loadu_si512(wp + j * tb + q * 64);
+    if constexpr (MR == 1) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) _mm_prefetch(reinterpret_cast<const char*>(wp + j * tb + q * 64 + kGemvPrefetch), _MM_HINT_T0);
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(ap + (q * MR + i) * 4)));

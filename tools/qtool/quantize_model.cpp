@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,7 @@
 #include "commands.hpp"
 #include "output.hpp"
 #include "progress.hpp"
+#include "qk/core/codebook.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
 #include "qk/core/params.hpp"
@@ -64,7 +66,7 @@ using qk::io::TensorInfo;
 
 // ------------------------------------------------------------------------------------------------ target types
 struct Target {
-  enum Kind { Ggml, Plain, Int } kind = Ggml;
+  enum Kind { Ggml, Plain, Int, Nf4 } kind = Ggml;
   qk::ggml::Type ggml = qk::ggml::Type::Q8_0;
   DType plain = DType::F16;
   int bits = 4;
@@ -84,6 +86,10 @@ std::optional<Target> parse_target(const std::string& spec) {
   if (s == "f32" || s == "f16" || s == "bf16") {
     t.kind = Target::Plain;
     t.plain = s == "f32" ? DType::F32 : s == "f16" ? DType::F16 : DType::BF16;
+    return t;
+  }
+  if (s == "nf4") {
+    t.kind = Target::Nf4;
     return t;
   }
   static const std::regex int_re(R"(int([2348])(?:-g(\d+))?)");
@@ -109,7 +115,7 @@ std::string type_list() {
   std::string s;
   for (const auto& i : qk::ggml::types())
     if (i.storage) s += fmt::format("{}, ", lower(std::string(i.name)));
-  return s + "int2|int3|int4|int8[-gN] (GPTQ checkpoint), f16, bf16, f32";
+  return s + "int2|int3|int4|int8[-gN] (GPTQ checkpoint), nf4 (safetensors, bitsandbytes layout), f16, bf16, f32";
 }
 
 // llama.cpp's general.file_type (enum llama_ftype, include/llama.h) for a model whose weights are mostly `t`.
@@ -157,7 +163,7 @@ enum class Container { Gguf, Safetensors, Gptq };
 
 struct Item {
   const TensorInfo* in = nullptr;
-  enum Action { Copy, ToPlain, ToGgml, ToInt } action = Copy;
+  enum Action { Copy, ToPlain, ToGgml, ToInt, ToNf4 } action = Copy;
   DType out_dtype = DType::F32;  // ToPlain / Copy of plain tensors
   int out_ggml = -1;             // GGUF type id of the output (every action, GGUF output)
   qk::ggml::Type gtype = qk::ggml::Type::Q8_0;
@@ -179,6 +185,46 @@ std::string shape_str(const std::vector<int64_t>& s) {
   std::string o = "[";
   for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
   return o + "]";
+}
+
+// ------------------------------------------------------------------------------------------------ NF4 layout
+// --type nf4 writes transformers' bitsandbytes 4-bit serialization (bitsandbytes functional.py, QuantState.as_dict
+// with packed=True; transformers' bnb_4bit quantizer), with NF4 double quantization (qk/core/codebook.hpp). For a
+// weight W [out, in] named NAME (n = out·in elements, blocks of 64, constants in groups of 256):
+//   NAME                                          U8  [ceil(n/2), 1]  codes, element 2j in the HIGH nibble of byte j
+//   NAME.absmax                                   U8  [ceil(n/64)]    dynamic-map code of each block's absmax - offset
+//   NAME.quant_map                                F32 [16]            the NF4 table
+//   NAME.nested_absmax                            F32 [ceil(n/64/256)] scale of each group of 256 constants
+//   NAME.nested_quant_map                         F32 [256]           the signed dynamic map
+//   NAME.quant_state.bitsandbytes__nf4            U8  [json bytes]    JSON: quant_type, blocksize, dtype, shape,
+//                                                                     nested_blocksize, nested_dtype, nested_offset
+// W[i] = quant_map[code_i] · (nested_quant_map[absmax[i/64]] · nested_absmax[i/64/256] + nested_offset).
+constexpr int64_t kNf4Block = 64, kNf4Group = 256;
+
+std::string torch_dtype_name(DType d) {
+  switch (d) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    default: return "float32";
+  }
+}
+
+// The quant_state JSON. nested_offset is printed with a fixed width (10 significant digits, enough to give the
+// float32 back exactly), so the header can be sized before the offset is known.
+std::string nf4_state_json(const TensorInfo& t, float offset) {
+  std::string shape;
+  for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+  const float off = std::isfinite(offset) && offset >= 1e-30f ? offset : 0.0f;
+  return fmt::format(
+      "{{\"quant_type\": \"nf4\", \"blocksize\": {}, \"dtype\": \"{}\", \"shape\": [{}], \"nested_blocksize\": {}, "
+      "\"nested_dtype\": \"float32\", \"nested_offset\": {:.9e}}}",
+      kNf4Block, torch_dtype_name(t.dtype), shape, kNf4Group, off);
+}
+
+uint64_t nf4_layout_bytes(const TensorInfo& t) {
+  const auto n = static_cast<uint64_t>(t.numel());
+  const uint64_t blocks = (n + kNf4Block - 1) / kNf4Block, groups = (blocks + kNf4Group - 1) / kNf4Group;
+  return (n + 1) / 2 + blocks + 16 * 4 + groups * 4 + 256 * 4 + nf4_state_json(t, 0.0f).size();
 }
 
 struct Planner {
@@ -290,6 +336,16 @@ struct Planner {
 
     if (target.kind == Target::Plain) {
       set_plain(it, target.plain);
+      return it;
+    }
+    if (target.kind == Target::Nf4) {
+      // as transformers' bitsandbytes integration: linear layers only; the output projection and embeddings stay
+      if ((out_proj && !o.quantize_output) || (embedding && !o.quantize_embeddings))
+        return keep(out_proj ? "output projection (kept, as bitsandbytes does)" : "token embedding (kept)");
+      if (t.shape.size() != 2) return keep("rank > 2");
+      it.action = Item::ToNf4;
+      it.out_bytes = nf4_layout_bytes(t);
+      it.out_type = "nf4";
       return it;
     }
     if (target.kind == Target::Int) {
@@ -446,6 +502,7 @@ class Sink {
   virtual void write_plain(const std::string& name, std::span<const std::byte> b) = 0;
   virtual void write_ggml(const std::string& name, std::span<const std::byte> b) = 0;
   virtual void write_int(const std::string& name, const qk::gptq_hf::PackedLinear& p) = 0;
+  virtual void write_nf4(const TensorInfo& t, const qk::Nf4Tensor& q) = 0;
   virtual void commit() = 0;
 };
 
@@ -468,6 +525,9 @@ class GgufSink final : public Sink {
   void write_int(const std::string& name, const qk::gptq_hf::PackedLinear&) override {
     qk::fail<qk::InvalidArgument>("tensor '{}': GGUF has no encoding for GPTQ integer layers", name);
   }
+  void write_nf4(const TensorInfo& t, const qk::Nf4Tensor&) override {
+    qk::fail<qk::InvalidArgument>("tensor '{}': GGUF has no NF4 encoding", t.name);
+  }
   void commit() override { w_.commit(); }
 
  private:
@@ -487,6 +547,17 @@ class SafetensorsSink final : public Sink {
     if (gptq) w_.set_metadata("quantized_by", "qk qtool");
   }
   void declare(const std::string& name, const Item& it) override {
+    if (it.action == Item::ToNf4) {
+      const int64_t n = it.in->numel(), blocks = (n + kNf4Block - 1) / kNf4Block;
+      w_.add_tensor(name, DType::U8, {(n + 1) / 2, 1});
+      w_.add_tensor(name + ".absmax", DType::U8, {blocks});
+      w_.add_tensor(name + ".quant_map", DType::F32, {16});
+      w_.add_tensor(name + ".nested_absmax", DType::F32, {(blocks + kNf4Group - 1) / kNf4Group});
+      w_.add_tensor(name + ".nested_quant_map", DType::F32, {256});
+      w_.add_tensor(name + ".quant_state.bitsandbytes__nf4", DType::U8,
+                    {static_cast<int64_t>(nf4_state_json(*it.in, 0.0f).size())});
+      return;
+    }
     if (it.action != Item::ToInt) {
       w_.add_tensor(name, it.out_dtype, it.in->shape);
       return;
@@ -503,6 +574,22 @@ class SafetensorsSink final : public Sink {
   void write_plain(const std::string& name, std::span<const std::byte> b) override { w_.write_tensor(name, b); }
   void write_ggml(const std::string& name, std::span<const std::byte>) override {
     qk::fail<qk::InvalidArgument>("tensor '{}': safetensors has no ggml block types (write a .gguf)", name);
+  }
+  void write_nf4(const TensorInfo& t, const qk::Nf4Tensor& q) override {
+    if (!q.double_quant || q.block != kNf4Block || q.dq_block != kNf4Group)
+      qk::fail<qk::InvalidArgument>("tensor '{}': the NF4 layout needs double quantization, blocks 64/256", t.name);
+    // qk packs element 2j in the low nibble, bitsandbytes in the high one
+    std::vector<uint8_t> codes(q.packed.size());
+    for (size_t i = 0; i < codes.size(); ++i)
+      codes[i] = static_cast<uint8_t>((q.packed[i] << 4) | (q.packed[i] >> 4));
+    const std::vector<float> table(qk::nf4::kTable.begin(), qk::nf4::kTable.end());
+    const std::string json = nf4_state_json(t, q.offset);
+    w_.write_tensor(t.name, as_bytes_of(codes));
+    w_.write_tensor(t.name + ".absmax", as_bytes_of(q.absmax_codes));
+    w_.write_tensor(t.name + ".quant_map", as_bytes_of(table));
+    w_.write_tensor(t.name + ".nested_absmax", as_bytes_of(q.dq_scale));
+    w_.write_tensor(t.name + ".nested_quant_map", as_bytes_of(qk::nf4::dynamic_map().levels()));
+    w_.write_tensor(t.name + ".quant_state.bitsandbytes__nf4", {reinterpret_cast<const std::byte*>(json.data()), json.size()});
   }
   void write_int(const std::string& name, const qk::gptq_hf::PackedLinear& p) override {
     const std::string pre = qk::gptq_hf::layer_prefix(name);
@@ -900,8 +987,6 @@ int run_quantize_model(const QuantizeOptions& o) {
   // ---- options
   const auto target_opt = parse_target(*o.type);
   if (!target_opt) {
-    if (lower(*o.type) == "nf4")
-      throw UsageError("--type nf4: this build has no NF4 codebook encoding for model files yet");
     throw UsageError(fmt::format("--type '{}' is not a known type; one of: {}", *o.type, type_list()));
   }
   const Target& target = *target_opt;
@@ -912,6 +997,10 @@ int run_quantize_model(const QuantizeOptions& o) {
   }
   if (o.method != "rtn" && o.method != "gptq" && o.method != "awq")
     throw UsageError(fmt::format("--method {} is not available in model mode (rtn, gptq, awq)", o.method));
+  if (o.method != "rtn" && target.kind == Target::Nf4)
+    throw UsageError(fmt::format("--type nf4 is absmax (RTN) quantization as bitsandbytes does; --method {} has no "
+                                 "NF4 grid",
+                                 o.method));
   if (o.method != "rtn" && target.kind == Target::Plain)
     throw UsageError(fmt::format("--method {} needs a quantized --type, not {}", o.method, target.name));
   if (o.method != "rtn" && o.calib.empty() && !uses_calibration(o))
@@ -944,6 +1033,8 @@ int run_quantize_model(const QuantizeOptions& o) {
   else if (fmt_name == "safetensors") container = target.kind == Target::Int ? Container::Gptq : Container::Safetensors;
   else if (fmt_name == "gptq") container = Container::Gptq;
   else throw UsageError(fmt::format("--format '{}' is not gguf, safetensors or gptq", o.output_format));
+  if (container == Container::Gguf && target.kind == Target::Nf4)
+    throw UsageError("--type nf4 is written as safetensors (the bitsandbytes layout), not GGUF");
   if (container == Container::Gguf && target.kind == Target::Int)
     throw UsageError(fmt::format("--type {} is written as a GPTQ checkpoint (a directory or .safetensors), not GGUF; "
                                  "use a ggml type (q4_0, q4_k, ...) for GGUF",
@@ -999,6 +1090,7 @@ int run_quantize_model(const QuantizeOptions& o) {
   }
   // methods: RTN, or GPTQ/AWQ where calibration activations exist for the layer
   for (auto& it : items) {
+    if (it.action == Item::ToNf4) it.method = "rtn";
     if (it.action != Item::ToGgml && it.action != Item::ToInt) continue;
     if (o.method == "rtn") {
       it.method = imatrix.count(it.in->name) && qk::ggml::info(it.gtype).uses_importance ? "rtn+imatrix" : "rtn";
@@ -1146,6 +1238,19 @@ int run_quantize_model(const QuantizeOptions& o) {
         sink->write_ggml(t.name, as_bytes_of(out));
         st.weights += t.numel();
         st.quantized_bytes += out.size();
+        break;
+      }
+      case Item::ToNf4: {
+        const qk::io::RowMatrixXf W = in->read_matrix(t);
+        release_pages(bytes.data(), bytes.size());
+        if (!qk::detail::all_finite(W.data(), W.size())) qk::fail<qk::NumericError>("{}: NaN or Inf values", where);
+        qk::Nf4Options no;
+        no.block = kNf4Block;
+        no.dq_block = kNf4Group;
+        const auto nq = qk::nf4_quantize(std::span<const float>(W.data(), static_cast<size_t>(W.size())), no);
+        sink->write_nf4(t, nq);
+        st.weights += t.numel();
+        st.quantized_bytes += it.out_bytes;
         break;
       }
       case Item::ToInt: {

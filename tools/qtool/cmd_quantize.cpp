@@ -39,6 +39,9 @@ void setup_quantize(CLI::App& app, Runner& run) {
       ->check(CLI::Range(2, 1 << 20));
   sub->add_option("--calib-seed", o->calib_seed, "Model mode: seed of --calib-generate (1)");
   sub->add_option("--calib-save", o->calib_save, "Model mode: also write the calibration token ids used (int32) to this file");
+  sub->add_flag("--awq-scales", o->awq_scales,
+                "Model mode, AWQ from tokens: also search input scales for attn_q/k/v and ffn_gate/up and fold 1/s "
+                "into the RMSNorm weights");
   sub->add_option("--tensor", o->tensor, "Matrix mode: name of the weight inside a multi-tensor input");
   sub->add_option("--type", o->type, "Model mode: output encoding (q4_0, q4_k, q8_0, int4-g128, nf4, ...)");
   sub->add_option("--imatrix", o->imatrix, "Model mode: importance matrix file");

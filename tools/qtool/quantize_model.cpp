@@ -746,8 +746,10 @@ qk::QuantizedTensor quantize_int_with_method(const std::string& method, const qk
 struct Prepared {
   std::map<std::string, std::vector<uint8_t>> ggml;  // encoded block tensors
   std::map<std::string, qk::QuantizedTensor> ints;   // int (GPTQ checkpoint) tensors
+  std::map<std::string, std::vector<float>> floats;  // float tensors replaced (AWQ scales folded into norms)
   std::string source;                                // what the calibration tokens were, for the summary
   int sequences = 0, ctx = 0;
+  int awq_scaled = 0;  // weights whose AWQ input scales were folded into a norm
 };
 
 bool uses_calibration(const QuantizeOptions& o) { return !o.calib_tokens.empty() || o.calib_generate; }
@@ -841,18 +843,18 @@ std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o
   return seqs;
 }
 
-Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, const TensorFile& in,
+Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, const TensorFile& in_file,
                                const std::vector<Item>& items,
                                const std::map<std::string, std::vector<float>>& imatrix, bool show_progress) {
   Prepared p;
   std::optional<qk::eval::LlamaModel> model;
   try {
-    model.emplace(qk::eval::LlamaModel::load(in));
+    model.emplace(qk::eval::LlamaModel::load(in_file));
   } catch (const qk::Error& e) {
     qk::fail<qk::FormatError>("calibration from tokens runs the model, which must be a Llama GGUF: {}", e.what());
   }
   qk::eval::LlamaModel& m = *model;
-  const auto seqs = calibration_sequences(o, in, m, p);
+  const auto seqs = calibration_sequences(o, in_file, m, p);
   std::map<std::string, const Item*> by_name;
   for (const auto& it : items) by_name[it.in->name] = &it;
   std::vector<qk::io::RowMatrixXf> xs;
@@ -917,8 +919,48 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
             r.clear();
           }
         }
+        // AWQ with scale search where the input comes from an RMSNorm: the group's weights are searched together
+        // (the reference's output error of q, k and v, or of gate and up), and 1/s is folded into the norm's
+        // weight, which the output file then holds. Needs one ggml type for the whole group and a float norm.
+        if (!gptq && o.awq_scales && (in == qk::eval::LinearInput::AttnQkv || in == qk::eval::LinearInput::FfnGateUp)) {
+          const std::string norm = qk::eval::layer_weight_name(l, in == qk::eval::LinearInput::AttnQkv ? "attn_norm" : "ffn_norm");
+          const auto nf = by_name.find(norm);
+          bool foldable = nf != by_name.end() && nf->second->in->dtype != DType::Ggml &&
+                          (nf->second->action == Item::Copy || nf->second->action == Item::ToPlain);
+          for (const auto& [n, it] : group)
+            foldable = foldable && it->method == "awq" && it->action == Item::ToGgml && it->gtype == group.front().second->gtype;
+          if (foldable) {
+            int64_t rows_total = 0;
+            for (const auto& [n, it] : group) rows_total += it->rows;
+            qk::io::RowMatrixXf Ws(rows_total, dim);
+            int64_t r = 0;
+            for (const auto& [n, it] : group) {
+              Ws.middleRows(r, it->rows) = m.weight(n);
+              r += it->rows;
+            }
+            const qk::ggml::Type gt = group.front().second->gtype;
+            qk::ggml::GgmlGrid grid(gt);
+            qk::AwqOptions ao = awq_options(o);
+            ao.search_scale = true;
+            const qk::AwqResult res = qk::awq(Ws, X, grid, ao);
+            const auto enc = grid.encode();
+            const int64_t rb = qk::ggml::row_size(gt, dim);
+            r = 0;
+            for (const auto& [n, it] : group) {
+              p.ggml[n] = std::vector<uint8_t>(enc.begin() + r * rb, enc.begin() + (r + it->rows) * rb);
+              m.set_weight(n, res.dequantized.middleRows(r, it->rows));
+              r += it->rows;
+            }
+            const qk::io::RowMatrixXf g = in_file.read_matrix(*nf->second->in);
+            std::vector<float> folded(static_cast<size_t>(g.size()));
+            for (int64_t j = 0; j < g.size(); ++j) folded[static_cast<size_t>(j)] = g.data()[j] / res.scales[j];
+            p.floats[norm] = std::move(folded);
+            p.awq_scaled += static_cast<int>(group.size());
+          }
+        }
         for (const auto& [n, it] : group) {
           if (it->method != "gptq" && it->method != "awq") continue;
+          if (p.ggml.count(n)) continue;  // done with the group
           const std::string where = fmt::format("{}: tensor '{}'", o.input, n);
           const qk::io::RowMatrixXf W = m.weight(n);
           if (it->action == Item::ToGgml) {
@@ -1013,6 +1055,8 @@ int run_quantize_model(const QuantizeOptions& o) {
     throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
   if (o.method == "rtn" && (uses_calibration(o) || !o.calib_save.empty()))
     throw UsageError("--calib-tokens, --calib-generate and --calib-save serve --method gptq|awq");
+  if (o.awq_scales && (o.method != "awq" || !uses_calibration(o)))
+    throw UsageError("--awq-scales needs --method awq with --calib-tokens or --calib-generate (the model is run)");
   if (!o.calib_save.empty() && !uses_calibration(o))
     throw UsageError("--calib-save needs --calib-tokens or --calib-generate");
   if (!o.imatrix.empty() && target.kind != Target::Ggml)
@@ -1158,6 +1202,19 @@ int run_quantize_model(const QuantizeOptions& o) {
     progress.update(static_cast<int64_t>(i), t.name, done, true);
     const auto bytes = in->bytes(t);
     const std::string where = fmt::format("{}: tensor '{}'", o.input, t.name);
+    if (const auto rf = prepared.floats.find(t.name); rf != prepared.floats.end()) {
+      // a norm weight with AWQ's 1/s folded in (a Copy or ToPlain item: written in the item's output type)
+      if (static_cast<int64_t>(rf->second.size()) != t.numel() || (it.action != Item::Copy && it.action != Item::ToPlain))
+        qk::fail<qk::Error>("{}: cannot write the folded scales ({} values)", where, rf->second.size());
+      std::vector<std::byte> out(static_cast<size_t>(t.numel()) * qk::io::dtype_size(it.out_dtype));
+      float_to_plain(rf->second.data(), t.numel(), it.out_dtype, out.data());
+      sink->write_plain(t.name, out);
+      release_pages(bytes.data(), bytes.size());
+      done += t.nbytes;
+      st.in_bytes += t.nbytes;
+      st.out_bytes += it.out_bytes;
+      continue;
+    }
     switch (it.action) {
       case Item::Copy:
         if (container == Container::Gguf && t.dtype == DType::Ggml) sink->write_ggml(t.name, bytes);
@@ -1352,6 +1409,9 @@ int run_quantize_model(const QuantizeOptions& o) {
   if (!prepared.source.empty())
     fmt::print("calibration: {}; layers quantized in order, each on the inputs of the partly quantized model\n",
                prepared.source);
+  if (!prepared.floats.empty())
+    fmt::print("AWQ input scales of {} weights folded into {} norm weights\n", prepared.awq_scaled,
+               prepared.floats.size());
   table.print();
   fmt::print("size: {} -> {} ({:.2f}x); quantized weights {:.2f} bits/weight; {:.2f} s, {:.1f} MB/s\n",
              human_bytes(static_cast<double>(in_file)), human_bytes(static_cast<double>(out_file)),

@@ -40,6 +40,7 @@ struct QuantizeOptions {
   int calib_ctx = 128;          // tokens per sequence (at most the model's context length)
   uint64_t calib_seed = 1;      // --calib-generate
   std::string calib_save;       // write the calibration token ids used (int32) here
+  bool awq_scales = false;      // AWQ from tokens: search input scales for q/k/v and gate/up, fold 1/s into the norms
   std::string imatrix;
   std::vector<std::string> skip;
   std::string fallback = "auto";  // auto: llama.cpp's 32-block demotion of K-quants, then f16

@@ -5,7 +5,9 @@
 // the encoding allows it (RTN onto ggml blocks, plain conversions), and every finished chunk's input pages are
 // released with madvise(MADV_DONTNEED). The writer receives each encoded tensor and appends it to a temporary file
 // that is renamed onto OUT at the end, so peak memory is about one encoded tensor (plus one float copy of it for
-// GPTQ/AWQ/int schemes) whatever the model size, and a failure leaves no partial output.
+// GPTQ/AWQ/int schemes) whatever the model size, and a failure leaves no partial output. The exception is GPTQ/AWQ
+// calibrated from tokens (--calib-tokens, --calib-generate): that runs the model, so it first loads the whole model
+// as float and quantizes its block weights sequentially (quantize_sequentially below) before streaming the output.
 //
 // Which tensors are quantized follows llama.cpp's defaults (src/llama-quant.cpp, llama_tensor_get_type and
 // llama_model_quantize_impl): only tensors named "*weight" of rank >= 2; norms, 1-D tensors (kept in F32) and

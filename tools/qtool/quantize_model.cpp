@@ -874,11 +874,11 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
         const auto f = by_name.find(n);
         if (f == by_name.end()) qk::fail<qk::FormatError>("{}: tensor '{}' is missing", o.input, n);
         group.emplace_back(n, f->second);
-        any = any || f->second->method == "gptq" || f->second->method == "awq";
+        any = any || f->second->method == "gptq" || f->second->method == "awq" || f->second->method == "rtn+imatrix";
       }
       if (any) {
         const int64_t dim = m.weight(group.front().first).cols();
-        const bool gptq = o.method == "gptq";
+        const bool gptq = o.method != "awq";  // GPTQ, and RTN with an importance vector: a Hessian (its diagonal)
         // Sequences in parallel (the small per-sequence products gain nothing from threads of their own); each
         // thread accumulates a contiguous range of sequences and the partial Hessians merge in thread order, so
         // the result depends on the thread count only. AWQ keeps the inputs in sequence order.
@@ -961,6 +961,21 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
           }
         }
         for (const auto& [n, it] : group) {
+          if (it->method == "rtn+imatrix") {
+            // llama.cpp's importance matrix from the same inputs: mean x² per input column (its in_sum2 / count),
+            // handed to ggml's importance-weighted encoder
+            const Eigen::MatrixXf G = acc.gram();
+            std::vector<float> imp(static_cast<size_t>(dim));
+            for (int64_t j = 0; j < dim; ++j)
+              imp[static_cast<size_t>(j)] = G(j, j) / static_cast<float>(std::max<int64_t>(1, acc.samples()));
+            const qk::io::RowMatrixXf W = m.weight(n);
+            auto enc = qk::ggml::quantize(it->gtype, W.data(), W.rows(), W.cols(), imp.data(), threads);
+            qk::io::RowMatrixXf D(W.rows(), W.cols());
+            qk::ggml::dequantize_rows(it->gtype, enc.data(), W.rows(), W.cols(), D.data(), threads);
+            p.ggml[n] = std::move(enc);
+            m.set_weight(n, D);
+            continue;
+          }
           if (it->method != "gptq" && it->method != "awq") continue;
           if (p.ggml.count(n)) continue;  // done with the group
           const std::string where = fmt::format("{}: tensor '{}'", o.input, n);
@@ -993,8 +1008,7 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
       }
       // every weight of the group now holds what the output will hold
       for (const auto& [n, it] : group) {
-        if ((it->method == "gptq" || it->method == "awq") && p.ggml.count(n)) continue;
-        if ((it->method == "gptq" || it->method == "awq") && p.ints.count(n)) continue;
+        if (p.ggml.count(n) || p.ints.count(n)) continue;
         const auto imx = imatrix.find(n);
         const float* importance = imx != imatrix.end() && it->action == Item::ToGgml &&
                                           qk::ggml::info(it->gtype).uses_importance &&
@@ -1055,8 +1069,9 @@ int run_quantize_model(const QuantizeOptions& o) {
         o.method));
   if (!o.calib.empty() && uses_calibration(o))
     throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
-  if (o.method == "rtn" && (uses_calibration(o) || !o.calib_save.empty()))
-    throw UsageError("--calib-tokens, --calib-generate and --calib-save serve --method gptq|awq");
+  if (o.method == "rtn" && uses_calibration(o) && (target.kind != Target::Ggml || !o.imatrix.empty()))
+    throw UsageError("--method rtn with --calib-tokens/--calib-generate computes the importance matrix of ggml block "
+                     "types: not with --imatrix, nor for other types");
   if (o.awq_scales && (o.method != "awq" || !uses_calibration(o)))
     throw UsageError("--awq-scales needs --method awq with --calib-tokens or --calib-generate (the model is run)");
   if (!o.calib_save.empty() && !uses_calibration(o))
@@ -1139,7 +1154,14 @@ int run_quantize_model(const QuantizeOptions& o) {
     if (it.action == Item::ToNf4) it.method = "rtn";
     if (it.action != Item::ToGgml && it.action != Item::ToInt) continue;
     if (o.method == "rtn") {
-      it.method = imatrix.count(it.in->name) && qk::ggml::info(it.gtype).uses_importance ? "rtn+imatrix" : "rtn";
+      const bool weighted = it.action == Item::ToGgml && qk::ggml::info(it.gtype).uses_importance;
+      if (uses_calibration(o)) {
+        it.method = weighted && is_llama_linear(it.in->name) ? "rtn+imatrix" : "rtn";
+        if (!is_llama_linear(it.in->name))
+          it.note += it.note.empty() ? "not a block's linear layer: rtn" : "; not a block's linear layer: rtn";
+      } else {
+        it.method = imatrix.count(it.in->name) && weighted ? "rtn+imatrix" : "rtn";
+      }
     } else if (calib && calib->find(it.in->name)) {
       it.method = o.method;
     } else if (uses_calibration(o) && is_llama_linear(it.in->name)) {

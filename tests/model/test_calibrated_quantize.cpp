@@ -1,8 +1,9 @@
 // `qtool quantize --method gptq|awq` calibrated from tokens: the model's own forward pass gives each layer's inputs
 // (--calib-generate samples the calibration sequences from the model, --calib-tokens reads them). Asserts the goal of
 // model-mode GPTQ: on held-out tokens (the bundled evaluation tokens, never used for calibration) the GPTQ file is
-// closer to the float model than llama.cpp's quantizer (qk's RTN, byte-identical to it) at the same file size. Also
-// a synthetic Llama with 256-wide rows, where q4_K blocks themselves carry GPTQ's choices, and the error paths.
+// closer to the float model than llama.cpp's quantizer (qk's RTN, byte-identical to it) at the same file size, and
+// than that quantizer given an importance matrix from the same calibration. Also AWQ (clipping, folded scales), a
+// synthetic Llama with 256-wide rows where q4_K blocks themselves carry GPTQ's choices, and the error paths.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -942,9 +943,56 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
             }
             const qk::ggml::Type gt = group.front().second->gtype;
             qk::ggml::GgmlGrid grid(gt);
-            qk::AwqOptions ao = awq_options(o);
-            ao.search_scale = true;
-            const qk::AwqResult res = qk::awq(Ws, X, grid, ao);
+            // Scale search scored on the block's output (the reference scores the attention / FFN module's output):
+            // for each exponent a, the group's weights become Q(W·diag(s))·diag(s)⁻¹ in the model and the block runs
+            // on a sub-sample of the sequences; the a with the smallest squared output error against the block with
+            // the group unquantized wins. Clipping is then searched on W·diag(s) with the inputs divided by s.
+            const auto xmean = (X.cwiseAbs().colwise().sum() / static_cast<float>(X.rows())).eval();
+            const size_t nsub = std::min<size_t>(xs.size(), 32);
+            std::vector<qk::io::RowMatrixXf> ref(nsub);
+            // sequences in parallel, as above (the pass only reads the model; shapes were checked)
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (size_t si = 0; si < nsub; ++si) {
+              ref[si] = xs[si * xs.size() / nsub];
+              m.forward_layer(l, ref[si]);
+            }
+            const int n_grid = 20;
+            double best = std::numeric_limits<double>::infinity();
+            Eigen::VectorXf best_s = Eigen::VectorXf::Ones(dim);
+            Eigen::MatrixXf Q;
+            for (int a = 0; a < n_grid; ++a) {
+              Eigen::VectorXf sc(dim);
+              for (int64_t j = 0; j < dim; ++j)
+                sc[j] = std::max(static_cast<float>(std::pow(static_cast<double>(xmean[j]), static_cast<double>(a) / n_grid)), 1e-4f);
+              sc /= std::sqrt(sc.maxCoeff() * sc.minCoeff());
+              grid.reset(rows_total, dim);
+              const Eigen::MatrixXf Wsc = Ws * sc.asDiagonal();
+              qk::detail::grid_round(Wsc, grid, Q);
+              const qk::io::RowMatrixXf D = Q * sc.cwiseInverse().asDiagonal();
+              int64_t rr = 0;
+              for (const auto& [n, it] : group) {
+                m.set_weight(n, D.middleRows(rr, it->rows));
+                rr += it->rows;
+              }
+              std::vector<double> losses(nsub);  // summed in order below: the choice repeats exactly
+#pragma omp parallel for schedule(static) num_threads(threads)
+              for (size_t si = 0; si < nsub; ++si) {
+                qk::io::RowMatrixXf y = xs[si * xs.size() / nsub];
+                m.forward_layer(l, y);
+                losses[si] = (y - ref[si]).cast<double>().squaredNorm();
+              }
+              double loss = 0;
+              for (double v : losses) loss += v;
+              if (loss < best) {
+                best = loss;
+                best_s = sc;
+              }
+            }
+            qk::io::RowMatrixXf Xs = X * best_s.cwiseInverse().asDiagonal();
+            const qk::io::RowMatrixXf Wscaled = Ws * best_s.asDiagonal();
+            qk::AwqResult res = qk::awq(Wscaled, Xs, grid, awq_options(o));
+            res.dequantized = res.dequantized * best_s.cwiseInverse().asDiagonal();
+            res.scales = best_s;
             const auto enc = grid.encode();
             const int64_t rb = qk::ggml::row_size(gt, dim);
             r = 0;

@@ -293,6 +293,8 @@ TEST_F(CalibratedQuantize, UsageErrors) {
       {"--type q4_0 --method awq --awq-scales", "--calib"},
       {"--type q4_0 --method gptq --calib-save " + q(dir_ / "s.i32"), "--calib"},
       {"--type q4_0 --method gptq --calib-generate --calib-save " + q(kStories), "input or the output"},
+      {"--type q4_0 --method gptq --calib-tokens " + q(toks) + " --calib-save " + q(toks), "input or the output"},
+      {"--type q4_0 --method gptq --calib-generate --calib-save " + q(toks), "--force"},
       {"--type q4_0 --method gptq --calib-tokens " + q(toks) + " --calib-generate", "excludes"},
   };
   for (const auto& c : cases) {

@@ -1226,8 +1226,11 @@ int run_quantize_model(const QuantizeOptions& o) {
   // ---- calibration from tokens: every GPTQ/AWQ layer quantized up front, sequentially through the model
   Prepared prepared;
   if (uses_calibration(o)) {
-    if (!o.calib_save.empty() && (same_file(in_path, o.calib_save) || same_file(out_path, o.calib_save)))
+    if (!o.calib_save.empty() && (same_file(in_path, o.calib_save) || same_file(out_path, o.calib_save) ||
+                                  (!o.calib_tokens.empty() && same_file(o.calib_tokens, o.calib_save))))
       throw UsageError(fmt::format("--calib-save '{}' is the input or the output", o.calib_save));
+    if (!o.calib_save.empty() && fs::exists(o.calib_save) && !o.force)
+      throw UsageError(fmt::format("--calib-save '{}' exists (pass --force to overwrite it)", o.calib_save));
     prepared = quantize_sequentially(o, target, *in, items, imatrix, !o.quiet && isatty(2));
   }
 

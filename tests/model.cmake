@@ -4,3 +4,7 @@ qk_add_test(test_qtool_quantize_model SOURCES model/test_quantize_model.cpp LABE
 if(TARGET qtool)
   add_dependencies(test_qtool_quantize_model qtool)
 endif()
+qk_add_test(test_qtool_calibrated_quantize SOURCES model/test_calibrated_quantize.cpp LABELS cli)
+if(TARGET qtool)
+  add_dependencies(test_qtool_calibrated_quantize qtool)
+endif()

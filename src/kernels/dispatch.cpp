@@ -110,7 +110,8 @@ void check_s8(const PackedS8& w, const char* what) {
 
 void check_w4(const PackedW4& w, const char* what) {
   if (w.layout != Layout::w4_n16k8 || w.n <= 0 || w.k <= 0 || w.group <= 0 ||
-      w.data.size() != static_cast<size_t>(w.n_tiles() * w.tile_bytes()))
+      w.data.size() != static_cast<size_t>(w.n_tiles() * w.tile_bytes()) ||
+      (!w.perm.empty() && w.perm.size() != static_cast<size_t>(w.k)))
     fail<InvalidArgument>("{}: weights are not packed for the int4 kernels (layout {})", what, layout_name(w.layout));
 }
 
@@ -124,6 +125,39 @@ const uint8_t* pad_rows(const uint8_t* a, int64_t m, int64_t lda, const PackedS8
   for (int64_t r = 0; r < m; ++r) std::copy(a + r * lda, a + r * lda + w.k, buf.begin() + r * w.k_pad);
   lda_out = w.k_pad;
   return buf.data();
+}
+
+// Act-order (GPTQ desc_act): the column order that makes every group contiguous, stable within a group, or an
+// empty vector when g_idx is already the plain column / group. Each group must hold exactly `group` columns.
+std::vector<int32_t> group_order(const int32_t* g_idx, int64_t k, int64_t group) {
+  const int64_t G = k / group;
+  std::vector<int64_t> count(static_cast<size_t>(G), 0);
+  bool identity = true;
+  for (int64_t j = 0; j < k; ++j) {
+    const int32_t g = g_idx[j];
+    if (g < 0 || g >= G) fail<InvalidArgument>("pack_w4: g_idx[{}] = {} is not a group of K = {} / {}", j, g, k, group);
+    ++count[static_cast<size_t>(g)];
+    identity = identity && g == j / group;
+  }
+  for (int64_t g = 0; g < G; ++g)
+    if (count[static_cast<size_t>(g)] != group)
+      fail<InvalidArgument>("pack_w4: g_idx puts {} columns in group {} (each group needs exactly {})",
+                            count[static_cast<size_t>(g)], g, group);
+  if (identity) return {};
+  std::vector<int32_t> perm(static_cast<size_t>(k));
+  std::vector<int64_t> next(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) next[static_cast<size_t>(g)] = g * group;
+  for (int64_t j = 0; j < k; ++j) perm[static_cast<size_t>(next[static_cast<size_t>(g_idx[j])]++)] = static_cast<int32_t>(j);
+  return perm;
+}
+
+// x's rows with their columns gathered in perm's order, into a dense [m, k] buffer.
+std::vector<float> gather_columns(const float* x, int64_t m, int64_t ldx, const std::vector<int32_t>& perm) {
+  const int64_t k = static_cast<int64_t>(perm.size());
+  std::vector<float> out(static_cast<size_t>(m * k));
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < k; ++j) out[static_cast<size_t>(r * k + j)] = x[r * ldx + perm[static_cast<size_t>(j)]];
+  return out;
 }
 
 void check_finite_row(const float* x, int64_t k, int64_t row, const char* what) {
@@ -364,6 +398,11 @@ int PackedW4::zero_at(int64_t row, int64_t g) const {
 
 PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_t group, const float* scales,
                  const uint8_t* zeros) {
+  return pack_w4(codes, n, k, ldc, group, scales, zeros, nullptr);
+}
+
+PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_t group, const float* scales,
+                 const uint8_t* zeros, const int32_t* g_idx) {
   if (n <= 0 || k <= 0) fail<ShapeError>("pack_w4: weight shape [{}, {}] is empty", n, k);
   if (k > kMaxK) fail<ShapeError>("pack_w4: K = {} exceeds the int32-exact limit {}", k, kMaxK);
   if (group <= 0 || group % 8 != 0 || k % group != 0)
@@ -376,6 +415,9 @@ PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_
   p.group = group;
   p.has_zero = zeros != nullptr;
   const int64_t nt = p.n_tiles(), G = p.groups();
+  if (g_idx) p.perm = group_order(g_idx, k, group);
+  // src[j]: the input column packed at position j.
+  auto src = [&](int64_t j) { return p.perm.empty() ? j : static_cast<int64_t>(p.perm[static_cast<size_t>(j)]); };
   p.data.assign(static_cast<size_t>(nt * p.tile_bytes()), 0);
   // Padding columns: scale 0 (fp16 zero), code 0, zero-point 0 -> they contribute nothing and are never stored.
   p.scale.assign(static_cast<size_t>(nt * G * kTileN), 0);
@@ -383,8 +425,8 @@ PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_
   for (int64_t r = 0; r < n; ++r) {
     const int64_t t = r / kTileN, c = r % kTileN;
     for (int64_t j = 0; j < k; ++j) {
-      const uint8_t v = codes[r * ldc + j];
-      if (v > 15) fail<InvalidArgument>("pack_w4: code {} at [{}, {}] is not a 4-bit value", v, r, j);
+      const uint8_t v = codes[r * ldc + src(j)];
+      if (v > 15) fail<InvalidArgument>("pack_w4: code {} at [{}, {}] is not a 4-bit value", v, r, src(j));
       uint8_t& b = p.data[static_cast<size_t>(t * p.tile_bytes() + (j / 8) * 64 + c * 4 + (j % 4))];
       b = static_cast<uint8_t>((j % 8) < 4 ? ((b & 0xf0) | v) : ((b & 0x0f) | (v << 4)));
     }
@@ -407,8 +449,10 @@ PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_
 
 PackedW4 pack_w4(const QuantizedTensor& q) {
   const QuantScheme& s = q.scheme;
-  if (s.bits != 4 || s.granularity != Granularity::PerGroup || !q.g_idx.empty())
-    fail<InvalidArgument>("pack_w4: needs 4-bit per-group weights without act-order, got {}", s.describe());
+  if (s.bits != 4 || s.granularity != Granularity::PerGroup)
+    fail<InvalidArgument>("pack_w4: needs 4-bit per-group weights, got {}", s.describe());
+  if (!q.g_idx.empty() && q.g_idx.size() != static_cast<size_t>(q.cols))
+    fail<ShapeError>("pack_w4: g_idx has {} entries for {} columns", q.g_idx.size(), q.cols);
   const int64_t G = q.cols / s.group_size;
   std::vector<uint8_t> codes(static_cast<size_t>(q.rows * q.cols));
   std::vector<float> sc(static_cast<size_t>(q.rows * G));
@@ -425,7 +469,8 @@ PackedW4 pack_w4(const QuantizedTensor& q) {
     for (int64_t c = 0; c < q.cols; ++c)
       codes[static_cast<size_t>(r * q.cols + c)] = static_cast<uint8_t>(q.code(r, c) - s.qmin());
   }
-  return pack_w4(codes.data(), q.rows, q.cols, q.cols, s.group_size, sc.data(), all8 ? nullptr : zs.data());
+  return pack_w4(codes.data(), q.rows, q.cols, q.cols, s.group_size, sc.data(), all8 ? nullptr : zs.data(),
+                 q.g_idx.empty() ? nullptr : q.g_idx.data());
 }
 
 // ------------------------------------------------------------------ int4 products
@@ -462,8 +507,21 @@ QuantizedActs quantize_acts(const float* x, int64_t m, int64_t k, int64_t ldx, i
   return a;
 }
 
+QuantizedActs quantize_acts(const float* x, int64_t m, int64_t ldx, const PackedW4& w, ActQuant mode) {
+  check_w4(w, "quantize_acts");
+  if (w.perm.empty()) return quantize_acts(x, m, w.k, ldx, w.group, mode);
+  check_rows("quantize_acts (X)", m, ldx, w.k, x);
+  const std::vector<float> xp = gather_columns(x, m, ldx, w.perm);
+  QuantizedActs a = quantize_acts(xp.data(), m, w.k, w.k, w.group, mode);
+  a.perm = w.perm;
+  return a;
+}
+
 void gemm_w4(const QuantizedActs& a, const PackedW4& w, const float* bias, float* y, int64_t ldy, const Exec& ex) {
   check_w4(w, "gemm_w4");
+  if (a.perm != w.perm)
+    fail<InvalidArgument>("gemm_w4: the activations' column order does not match the weights' act-order permutation "
+                          "(quantize them with quantize_acts(x, m, ldx, w, mode))");
   if (a.k != w.k || a.groups != w.groups() || a.q.size() != static_cast<size_t>(a.m * a.k) ||
       a.scale.size() != static_cast<size_t>(a.m * a.groups) || a.sum.size() != a.scale.size())
     fail<ShapeError>("gemm_w4: activations [{}, {}] with {} groups do not match weights [{}, {}] with {} groups", a.m,
@@ -486,7 +544,7 @@ void gemm_w4(const QuantizedActs& a, const PackedW4& w, const float* bias, float
 void gemm_w4(const float* x, int64_t m, int64_t ldx, const PackedW4& w, const float* bias, float* y, int64_t ldy,
              ActQuant mode, const Exec& ex) {
   check_w4(w, "gemm_w4");
-  const QuantizedActs a = quantize_acts(x, m, w.k, ldx, w.group, mode);
+  const QuantizedActs a = quantize_acts(x, m, ldx, w, mode);
   gemm_w4(a, w, bias, y, ldy, ex);
 }
 
@@ -496,6 +554,12 @@ void gemm_w4_f32(const float* x, int64_t m, int64_t ldx, const PackedW4& w, cons
   check_rows("gemm_w4_f32 (X)", m, ldx, w.k, x);
   check_rows("gemm_w4_f32 (Y)", m, ldy, w.n, y);
   const detail::KernelTable& t = table(ex);
+  std::vector<float> xp;
+  if (!w.perm.empty()) {
+    xp = gather_columns(x, m, ldx, w.perm);
+    x = xp.data();
+    ldx = w.k;
+  }
   detail::W4F32Problem p;
   p.a = x;
   p.lda = ldx;

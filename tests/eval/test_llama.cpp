@@ -5,6 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <limits>
+#include <span>
+
 #include "qk/core/error.hpp"
 #include "test_util.hpp"
 
@@ -62,4 +67,107 @@ TEST(Llama, BadInputsAreErrors) {
   std::vector<int32_t> few(10, 5);
   EXPECT_THROW(eval::perplexity(m, few), InvalidArgument);
   EXPECT_THROW(eval::read_tokens("/nonexistent/tokens.i32"), IoError);
+}
+
+// The observer sees the four linear inputs of every block in order, with the right widths, and they are the inputs:
+// the block's own products of them reproduce what the pass computes next.
+TEST(Llama, ObserverSeesEveryLinearInput) {
+  auto m = eval::LlamaModel::load(model_path());
+  struct Seen final : eval::ForwardObserver {
+    std::vector<std::pair<int, eval::LinearInput>> calls;
+    std::vector<eval::RowMatrixXf> xs;
+    void on_linear_input(int layer, eval::LinearInput in, const eval::RowMatrixXf& x) override {
+      calls.emplace_back(layer, in);
+      xs.push_back(x);
+    }
+  } seen;
+  std::vector<int32_t> t = {1, 300, 350, 400, 450, 17, 90};
+  const auto plain = m.forward(t);
+  const auto observed = m.forward(t, &seen);
+  EXPECT_TRUE(plain == observed);
+  ASSERT_EQ(seen.calls.size(), 5u * 4u);
+  for (size_t i = 0; i < seen.calls.size(); ++i) {
+    EXPECT_EQ(seen.calls[i].first, static_cast<int>(i / 4));
+    EXPECT_EQ(seen.calls[i].second, eval::kLinearInputs[i % 4]);
+    EXPECT_EQ(seen.xs[i].rows(), 7);
+    EXPECT_EQ(seen.xs[i].cols(), i % 4 == 3 ? 172 : 64);
+  }
+  // ffn_down's input is silu(gate h) * up h, h = the FFN input seen just before it
+  const auto& h = seen.xs[2];
+  eval::RowMatrixXf g = h * m.weight("blk.0.ffn_gate.weight").transpose();
+  const eval::RowMatrixXf u = h * m.weight("blk.0.ffn_up.weight").transpose();
+  g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+  EXPECT_TRUE(g.isApprox(seen.xs[3], 1e-5f));
+  EXPECT_EQ(eval::linear_names(eval::LinearInput::AttnQkv), (std::vector<std::string>{"attn_q", "attn_k", "attn_v"}));
+  EXPECT_EQ(eval::layer_weight_name(3, "ffn_up"), "blk.3.ffn_up.weight");
+}
+
+TEST(Llama, StepwisePassAndIncrementalDecodeMatchForward) {
+  auto m = eval::LlamaModel::load(model_path());
+  std::vector<int32_t> t = {1, 300, 350, 400, 450, 17, 90, 91};
+  const auto full = m.forward(t);
+  auto x = m.embed(t);
+  for (int l = 0; l < m.config().n_layers; ++l) m.forward_layer(l, x);
+  EXPECT_TRUE(m.logits(x) == full);
+  eval::KvCache cache;
+  const auto a = m.decode(std::span<const int32_t>(t).first(5), cache);
+  const auto b = m.decode(std::span<const int32_t>(t).subspan(5), cache);
+  EXPECT_EQ(cache.length, 8);
+  EXPECT_TRUE(a.isApprox(full.topRows(5), 1e-5f));
+  EXPECT_TRUE(b.isApprox(full.bottomRows(3), 1e-5f));
+}
+
+TEST(Llama, SetWeightChangesThePassAndChecksItsArgument) {
+  auto m = eval::LlamaModel::load(model_path());
+  std::vector<int32_t> t = {1, 300, 350, 400};
+  const auto before = m.forward(t);
+  eval::RowMatrixXf w = m.weight("blk.2.attn_v.weight");
+  EXPECT_EQ(w.rows(), 32);
+  m.set_weight("blk.2.attn_v.weight", 0.5f * w);
+  EXPECT_FALSE(m.forward(t).isApprox(before, 1e-4f));
+  m.set_weight("blk.2.attn_v.weight", w);
+  EXPECT_TRUE(m.forward(t) == before);
+  EXPECT_THROW(m.set_weight("blk.2.attn_v.weight", eval::RowMatrixXf::Zero(64, 64)), ShapeError);
+  eval::RowMatrixXf nan = w;
+  nan(0, 0) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(m.set_weight("blk.2.attn_v.weight", nan), NumericError);
+  EXPECT_THROW(m.weight("blk.5.attn_q.weight"), InvalidArgument);  // 5 layers
+  EXPECT_THROW(m.weight("blk.0.attn_norm.weight"), InvalidArgument);
+  EXPECT_THROW(m.weight("token_embd.weight"), InvalidArgument);
+  EXPECT_NO_THROW(m.weight("output.weight"));
+}
+
+TEST(Llama, SamplingIsDeterministicAndThreadIndependent) {
+  auto m = eval::LlamaModel::load(model_path());
+  eval::SampleOptions o;
+  o.samples = 4;
+  o.length = 32;
+  o.seed = 5;
+  o.threads = 1;
+  const int a = m.config().vocab;
+  const auto x = eval::sample(m, o);
+  o.threads = 2;
+  const auto y = eval::sample(m, o);
+  EXPECT_EQ(x, y);
+  ASSERT_EQ(x.size(), 128u);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (i % 32 == 0) {
+      EXPECT_EQ(x[i], 1);
+    }
+    EXPECT_GE(x[i], 0);
+    EXPECT_LT(x[i], a);
+  }
+  o.seed = 6;
+  EXPECT_NE(eval::sample(m, o), x);
+  // a sampled sequence is likely under the model: lower perplexity than uniform by far
+  eval::PerplexityOptions p;
+  p.context = 32;
+  p.bos = -1;
+  EXPECT_LT(eval::perplexity(m, x, p).ppl, 30.0);
+  o.temperature = 0.0f;
+  EXPECT_THROW(eval::sample(m, o), InvalidArgument);
+  const auto path = std::filesystem::temp_directory_path() / ("qk-tokens-" + std::to_string(::getpid()) + ".i32");
+  eval::write_tokens(path, x);
+  EXPECT_EQ(eval::read_tokens(path), x);
+  std::filesystem::remove(path);
 }

@@ -2,6 +2,7 @@
 // operands), parameterized over all paths; the ones this CPU lacks are skipped with the reason.
 // int32 results must be exact; f32 epilogues of the int8 and int4-x-int8 products bit-identical to scalar;
 // the f32-activation int4 product within the rounding bound of docs/kernels.md.
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <limits>
@@ -233,6 +234,55 @@ TEST_P(KernelPath, W4F32ActsWithinRoundingBound) {
           }
           ASSERT_TRUE(std::isnan(out[static_cast<size_t>(i * ldy + n)])) << "wrote past N";
         }
+      }
+}
+
+// GPTQ act-order: weights packed with a shuffled g_idx give exactly the result of the equivalent problem whose
+// columns (weights and activations alike) were sorted by group beforehand, run on the scalar path.
+TEST_P(KernelPath, W4ActOrderBitIdenticalToSortedColumns) {
+  uint64_t seed = 95000;
+  for (auto [k, group] : {std::pair<int64_t, int64_t>{64, 32}, {192, 64}, {256, 32}, {256, 128}})
+    for (int64_t m : {1, 3, 9})
+      for (int64_t n : {17, 65}) {
+        const bool zeros = (seed & 1) != 0;
+        const auto c = test::make_w4(m, n, k, group, zeros, seed);
+        auto g = test::rng(seed++);
+        std::vector<int32_t> g_idx(static_cast<size_t>(k));
+        for (int64_t j = 0; j < k; ++j) g_idx[static_cast<size_t>(j)] = static_cast<int32_t>(j / group);
+        std::shuffle(g_idx.begin(), g_idx.end(), g);
+        const PackedW4 w = pack_w4(c.code.data(), n, k, k, group, c.scale.data(), zeros ? c.zero.data() : nullptr,
+                                   g_idx.data());
+        ASSERT_EQ(w.perm.size(), static_cast<size_t>(k));
+        for (int64_t j = 0; j < k; ++j) ASSERT_EQ(g_idx[static_cast<size_t>(w.perm[static_cast<size_t>(j)])], j / group);
+        // The sorted problem, packed without g_idx.
+        std::vector<uint8_t> code_s(c.code.size());
+        std::vector<float> x_s(c.x.size());
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t src = w.perm[static_cast<size_t>(j)];
+          for (int64_t r = 0; r < n; ++r) code_s[static_cast<size_t>(r * k + j)] = c.code[static_cast<size_t>(r * k + src)];
+          for (int64_t i = 0; i < m; ++i) x_s[static_cast<size_t>(i * k + j)] = c.x[static_cast<size_t>(i * k + src)];
+        }
+        const PackedW4 ws = pack_w4(code_s.data(), n, k, k, group, c.scale.data(), zeros ? c.zero.data() : nullptr);
+        EXPECT_TRUE(ws.perm.empty());
+        for (ActQuant mode : {ActQuant::per_row, ActQuant::per_group}) {
+          std::vector<float> ref(static_cast<size_t>(m * n)), out(ref.size(), kGarbageF);
+          gemm_w4(x_s.data(), m, k, ws, c.bias.data(), ref.data(), n, mode, Exec{1, Isa::scalar});
+          gemm_w4(c.x.data(), m, k, w, c.bias.data(), out.data(), n, mode, ex());
+          ASSERT_EQ(std::memcmp(ref.data(), out.data(), ref.size() * sizeof(float)), 0)
+              << "M=" << m << " N=" << n << " K=" << k << " g=" << group << " zeros=" << zeros;
+          // Pre-quantized activations must carry the weights' column order.
+          const QuantizedActs a = quantize_acts(c.x.data(), m, k, w, mode);
+          EXPECT_EQ(a.perm, w.perm);
+          gemm_w4(a, w, c.bias.data(), out.data(), n, ex());
+          ASSERT_EQ(std::memcmp(ref.data(), out.data(), ref.size() * sizeof(float)), 0);
+          EXPECT_THROW(gemm_w4(quantize_acts(c.x.data(), m, k, k, group, mode), w, nullptr, out.data(), n, ex()),
+                       InvalidArgument);
+        }
+        // f32 activations: the same gather, so the same sums as the sorted problem on this path.
+        std::vector<float> ref(static_cast<size_t>(m * n)), out(ref.size(), kGarbageF);
+        gemm_w4_f32(x_s.data(), m, k, ws, c.bias.data(), ref.data(), n, ex());
+        gemm_w4_f32(c.x.data(), m, k, w, c.bias.data(), out.data(), n, ex());
+        ASSERT_EQ(std::memcmp(ref.data(), out.data(), ref.size() * sizeof(float)), 0);
       }
 }
 

@@ -1,5 +1,6 @@
 // The kernels' API around the arithmetic: ISA names and detection, packing checks and round trips, argument
 // validation, and products from QuantizedTensor against float math.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -158,6 +159,44 @@ TEST(KernelQuantized, W4FromQuantizedTensorMatchesDequantizedProduct) {
     gemm_w4(X.data(), 3, 256, w, nullptr, Y8.data(), 40, ActQuant::per_group);
     EXPECT_GT(cosine(Y8, ref), 0.9995);
   }
+}
+
+TEST(KernelQuantized, W4ActOrderQuantizedTensorMatchesDequantizedProduct) {
+  // A GPTQ desc_act layout: g_idx is a shuffled assignment of the columns to groups of 32.
+  const auto W = test::gaussian(24, 128, 26, 0.05f);
+  const auto X = test::gaussian(3, 128, 27);
+  QuantizedTensor q = quantize(W, QuantScheme::per_group(4, 32, false, false));
+  q.g_idx.resize(128);
+  for (int j = 0; j < 128; ++j) q.g_idx[static_cast<size_t>(j)] = j / 32;
+  auto g = test::rng(28);
+  std::shuffle(q.g_idx.begin(), q.g_idx.end(), g);
+  const PackedW4 w = pack_w4(q);
+  ASSERT_EQ(w.perm.size(), 128u);
+  const test::RowMat Wd = q.dequantize();  // honours g_idx
+  test::RowMat Y(3, 24), Y8(3, 24);
+  gemm_w4_f32(X.data(), 3, 128, w, nullptr, Y.data(), 24);
+  const test::RowMat ref = X * Wd.transpose();
+  EXPECT_LT(max_abs_error(Y, ref), 2e-3);  // fp16 scales
+  gemm_w4(X.data(), 3, 128, w, nullptr, Y8.data(), 24, ActQuant::per_group);
+  EXPECT_GT(cosine(Y8, ref), 0.9995);
+  // The plain column / group assignment needs no permutation.
+  for (int j = 0; j < 128; ++j) q.g_idx[static_cast<size_t>(j)] = j / 32;
+  EXPECT_TRUE(pack_w4(q).perm.empty());
+}
+
+TEST(KernelPack, W4ActOrderValidation) {
+  const auto c = test::make_w4(1, 4, 64, 32, false, 29);
+  std::vector<int32_t> g_idx(64, 0);
+  EXPECT_THROW(pack_w4(c.code.data(), 4, 64, 64, 32, c.scale.data(), nullptr, g_idx.data()), InvalidArgument);  // 64 in group 0
+  for (int j = 0; j < 64; ++j) g_idx[static_cast<size_t>(j)] = j % 2;
+  EXPECT_NO_THROW(pack_w4(c.code.data(), 4, 64, 64, 32, c.scale.data(), nullptr, g_idx.data()));
+  g_idx[3] = 2;  // no group 2 when K / group = 2
+  EXPECT_THROW(pack_w4(c.code.data(), 4, 64, 64, 32, c.scale.data(), nullptr, g_idx.data()), InvalidArgument);
+  g_idx[3] = -1;
+  EXPECT_THROW(pack_w4(c.code.data(), 4, 64, 64, 32, c.scale.data(), nullptr, g_idx.data()), InvalidArgument);
+  QuantizedTensor q = quantize(test::gaussian(4, 64, 30), QuantScheme::per_group(4, 32));
+  q.g_idx.assign(63, 0);
+  EXPECT_THROW(pack_w4(q), ShapeError);
 }
 
 TEST(KernelQuantized, UnsuitableSchemesAreRejected) {

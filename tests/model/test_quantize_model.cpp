@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 
+#include "qk/core/codebook.hpp"
 #include "qk/core/half.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/gptq_hf.hpp"
@@ -438,6 +439,77 @@ TEST_F(QuantizeModel, GptqWithCalibrationBeatsRtn) {
   const auto Wg = b->read_matrix(b->tensor("blk.0.attn_q.weight"));
   const double er = (X * (W - Wr).transpose()).norm(), eg = (X * (W - Wg).transpose()).norm();
   EXPECT_LT(eg, 0.9 * er) << "GPTQ output error " << eg << " vs RTN " << er;
+}
+
+// ---------------------------------------------------------------- NF4 (bitsandbytes layout)
+// Decodes the safetensors NF4 layout with a decoder written from its description in docs/formats.md (high nibble
+// first, absmax = nested_quant_map[code] * nested_absmax[block / 256] + nested_offset) and compares with the
+// library's NF4 of the same weight.
+TEST_F(QuantizeModel, Nf4SafetensorsInTheBitsandbytesLayout) {
+  if (!fs::exists(kStories)) GTEST_SKIP() << "bundled model missing";
+  const fs::path out = dir_ / "nf4.safetensors";
+  Result r = qtool(fmt::format("quantize {} -o {} --type nf4 --json", q(kStories), q(out)));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto in = TensorFile::open(kStories);
+  auto f = TensorFile::open(out);
+  auto raw = [&](const std::string& n) {
+    const auto b = f->bytes(f->tensor(n));
+    return std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), reinterpret_cast<const uint8_t*>(b.data()) + b.size());
+  };
+  auto floats = [&](const std::string& n) {
+    const auto m = f->read_matrix(f->tensor(n));
+    return std::vector<float>(m.data(), m.data() + m.size());
+  };
+  int quantized = 0;
+  for (const auto& t : in->tensors()) {
+    if (t.shape.size() != 2) {
+      EXPECT_EQ(f->tensor(t.name).dtype, DType::F32) << t.name;
+      continue;
+    }
+    if (t.name == "token_embd.weight" || t.name == "output.weight") {
+      EXPECT_EQ(f->tensor(t.name).dtype, DType::F32) << t.name << " is kept, as bitsandbytes does";
+      continue;
+    }
+    ++quantized;
+    const TensorInfo& w = f->tensor(t.name);
+    const int64_t n = t.numel();
+    ASSERT_EQ(w.dtype, DType::U8) << t.name;
+    ASSERT_EQ(w.shape, (std::vector<int64_t>{(n + 1) / 2, 1})) << t.name;
+    const auto codes = raw(t.name), am_codes = raw(t.name + ".absmax");
+    const auto qmap = floats(t.name + ".quant_map"), nam = floats(t.name + ".nested_absmax"),
+               nqmap = floats(t.name + ".nested_quant_map");
+    ASSERT_EQ(qmap.size(), 16u);
+    ASSERT_EQ(nqmap.size(), 256u);
+    ASSERT_EQ(am_codes.size(), static_cast<size_t>((n + 63) / 64));
+    const auto js = raw(t.name + ".quant_state.bitsandbytes__nf4");
+    const std::string json(js.begin(), js.end());
+    EXPECT_NE(json.find("\"quant_type\": \"nf4\""), std::string::npos) << json;
+    EXPECT_NE(json.find(fmt::format("\"shape\": [{}, {}]", t.shape[0], t.shape[1])), std::string::npos) << json;
+    EXPECT_NE(json.find("\"blocksize\": 64"), std::string::npos) << json;
+    const size_t at = json.find("\"nested_offset\": ");
+    ASSERT_NE(at, std::string::npos) << json;
+    const float offset = std::strtof(json.c_str() + at + 17, nullptr);
+    std::vector<float> decoded(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int code = i % 2 == 0 ? codes[static_cast<size_t>(i / 2)] >> 4 : codes[static_cast<size_t>(i / 2)] & 15;
+      const int64_t blk = i / 64;
+      const float absmax = nqmap[am_codes[static_cast<size_t>(blk)]] * nam[static_cast<size_t>(blk / 256)] + offset;
+      decoded[static_cast<size_t>(i)] = qmap[static_cast<size_t>(code)] * absmax;
+    }
+    const auto W = in->read_matrix(t);
+    const auto want = qk::nf4_quantize(std::span<const float>(W.data(), static_cast<size_t>(W.size()))).dequantize();
+    ASSERT_EQ(decoded.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(decoded[i], want[i]) << t.name << " element " << i;
+    const qk::RowMatrixXf D = Eigen::Map<const qk::RowMatrixXf>(decoded.data(), W.rows(), W.cols());
+    EXPECT_LE(rel_error(W, D), 0.15) << t.name;
+  }
+  EXPECT_EQ(quantized, 35);
+  // GGUF cannot hold it, and it has no GPTQ grid
+  r = qtool(fmt::format("quantize {} -o {} --type nf4", q(kStories), q(dir_ / "x.gguf")));
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = qtool(fmt::format("quantize {} -o {} --type nf4 --method gptq --calib-generate", q(kStories),
+                        q(dir_ / "y.safetensors")));
+  EXPECT_EQ(r.code, 2) << r.err;
 }
 
 // ---------------------------------------------------------------- errors

@@ -27,6 +27,21 @@ void setup_quantize(CLI::App& app, Runner& run) {
   sub->add_option("--block-size", o->block_size, "GPTQ lazy-batch block size")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--dequantized", o->dequantized, "Matrix mode: also write the dequantized weight as float32 .npy");
   sub->add_option("--calib", o->calib, "Calibration activations X (tokens x in_features) or calibration data");
+  auto* ct = sub->add_option("--calib-tokens", o->calib_tokens,
+                              "Model mode: calibration token ids (int32 little-endian); GPTQ/AWQ get each layer's "
+                              "inputs from the model's own forward pass")
+                 ->check(CLI::ExistingFile);
+  auto* cg = sub->add_flag("--calib-generate", o->calib_generate,
+                           "Model mode: sample the calibration sequences from the input model itself (--calib-seed)");
+  ct->excludes(cg);
+  sub->add_option("--calib-samples", o->calib_samples, "Model mode: calibration sequences (128)")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--calib-ctx", o->calib_ctx, "Model mode: tokens per calibration sequence (128; at most the model's context)")
+      ->check(CLI::Range(2, 1 << 20));
+  sub->add_option("--calib-seed", o->calib_seed, "Model mode: seed of --calib-generate (1)");
+  sub->add_option("--calib-save", o->calib_save, "Model mode: also write the calibration token ids used (int32) to this file");
+  sub->add_flag("--awq-scales", o->awq_scales,
+                "Model mode, AWQ from tokens: also search input scales for attn_q/k/v and ffn_gate/up and fold 1/s "
+                "into the RMSNorm weights");
   sub->add_option("--tensor", o->tensor, "Matrix mode: name of the weight inside a multi-tensor input");
   sub->add_option("--type", o->type, "Model mode: output encoding (q4_0, q4_k, q8_0, int4-g128, nf4, ...)");
   sub->add_option("--imatrix", o->imatrix, "Model mode: importance matrix file");
@@ -40,7 +55,11 @@ void setup_quantize(CLI::App& app, Runner& run) {
   sub->add_flag("-f,--force", o->force, "Overwrite an existing output file");
   sub->add_flag("--json", o->json, "Print the summary as JSON");
   sub->callback([o, &run] {
-    run = [o] { return o->type ? run_quantize_model(*o) : run_quantize_matrix(*o); };
+    run = [o] {
+      if (!o->type && (!o->calib_tokens.empty() || o->calib_generate || !o->calib_save.empty()))
+        throw UsageError("--calib-tokens, --calib-generate and --calib-save belong to model mode (--type)");
+      return o->type ? run_quantize_model(*o) : run_quantize_matrix(*o);
+    };
   });
 }
 

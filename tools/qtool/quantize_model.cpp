@@ -5,7 +5,9 @@
 // the encoding allows it (RTN onto ggml blocks, plain conversions), and every finished chunk's input pages are
 // released with madvise(MADV_DONTNEED). The writer receives each encoded tensor and appends it to a temporary file
 // that is renamed onto OUT at the end, so peak memory is about one encoded tensor (plus one float copy of it for
-// GPTQ/AWQ/int schemes) whatever the model size, and a failure leaves no partial output.
+// GPTQ/AWQ/int schemes) whatever the model size, and a failure leaves no partial output. The exception is GPTQ/AWQ
+// calibrated from tokens (--calib-tokens, --calib-generate): that runs the model, so it first loads the whole model
+// as float and quantizes its block weights sequentially (quantize_sequentially below) before streaming the output.
 //
 // Which tensors are quantized follows llama.cpp's defaults (src/llama-quant.cpp, llama_tensor_get_type and
 // llama_model_quantize_impl): only tensors named "*weight" of rank >= 2; norms, 1-D tensors (kept in F32) and
@@ -14,14 +16,17 @@
 // llama.cpp in one place: a separate token embedding is kept at Q8_0 unless --quantize-embeddings (llama.cpp uses
 // the target type). A row length a block type cannot hold falls back per tensor (--fallback, default f16) instead
 // of aborting the run, and the summary lists every fallback.
+#include <omp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,11 +40,13 @@
 #include "commands.hpp"
 #include "output.hpp"
 #include "progress.hpp"
+#include "qk/core/codebook.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/eval/llama_model.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/gptq_hf.hpp"
 #include "qk/io/gguf.hpp"
@@ -62,7 +69,7 @@ using qk::io::TensorInfo;
 
 // ------------------------------------------------------------------------------------------------ target types
 struct Target {
-  enum Kind { Ggml, Plain, Int } kind = Ggml;
+  enum Kind { Ggml, Plain, Int, Nf4 } kind = Ggml;
   qk::ggml::Type ggml = qk::ggml::Type::Q8_0;
   DType plain = DType::F16;
   int bits = 4;
@@ -82,6 +89,10 @@ std::optional<Target> parse_target(const std::string& spec) {
   if (s == "f32" || s == "f16" || s == "bf16") {
     t.kind = Target::Plain;
     t.plain = s == "f32" ? DType::F32 : s == "f16" ? DType::F16 : DType::BF16;
+    return t;
+  }
+  if (s == "nf4") {
+    t.kind = Target::Nf4;
     return t;
   }
   static const std::regex int_re(R"(int([2348])(?:-g(\d+))?)");
@@ -107,7 +118,7 @@ std::string type_list() {
   std::string s;
   for (const auto& i : qk::ggml::types())
     if (i.storage) s += fmt::format("{}, ", lower(std::string(i.name)));
-  return s + "int2|int3|int4|int8[-gN] (GPTQ checkpoint), f16, bf16, f32";
+  return s + "int2|int3|int4|int8[-gN] (GPTQ checkpoint), nf4 (safetensors, bitsandbytes layout), f16, bf16, f32";
 }
 
 // llama.cpp's general.file_type (enum llama_ftype, include/llama.h) for a model whose weights are mostly `t`.
@@ -155,7 +166,7 @@ enum class Container { Gguf, Safetensors, Gptq };
 
 struct Item {
   const TensorInfo* in = nullptr;
-  enum Action { Copy, ToPlain, ToGgml, ToInt } action = Copy;
+  enum Action { Copy, ToPlain, ToGgml, ToInt, ToNf4 } action = Copy;
   DType out_dtype = DType::F32;  // ToPlain / Copy of plain tensors
   int out_ggml = -1;             // GGUF type id of the output (every action, GGUF output)
   qk::ggml::Type gtype = qk::ggml::Type::Q8_0;
@@ -177,6 +188,46 @@ std::string shape_str(const std::vector<int64_t>& s) {
   std::string o = "[";
   for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
   return o + "]";
+}
+
+// ------------------------------------------------------------------------------------------------ NF4 layout
+// --type nf4 writes transformers' bitsandbytes 4-bit serialization (bitsandbytes functional.py, QuantState.as_dict
+// with packed=True; transformers' bnb_4bit quantizer), with NF4 double quantization (qk/core/codebook.hpp). For a
+// weight W [out, in] named NAME (n = out·in elements, blocks of 64, constants in groups of 256):
+//   NAME                                          U8  [ceil(n/2), 1]  codes, element 2j in the HIGH nibble of byte j
+//   NAME.absmax                                   U8  [ceil(n/64)]    dynamic-map code of each block's absmax - offset
+//   NAME.quant_map                                F32 [16]            the NF4 table
+//   NAME.nested_absmax                            F32 [ceil(n/64/256)] scale of each group of 256 constants
+//   NAME.nested_quant_map                         F32 [256]           the signed dynamic map
+//   NAME.quant_state.bitsandbytes__nf4            U8  [json bytes]    JSON: quant_type, blocksize, dtype, shape,
+//                                                                     nested_blocksize, nested_dtype, nested_offset
+// W[i] = quant_map[code_i] · (nested_quant_map[absmax[i/64]] · nested_absmax[i/64/256] + nested_offset).
+constexpr int64_t kNf4Block = 64, kNf4Group = 256;
+
+std::string torch_dtype_name(DType d) {
+  switch (d) {
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+    default: return "float32";
+  }
+}
+
+// The quant_state JSON. nested_offset is printed with a fixed width (10 significant digits, enough to give the
+// float32 back exactly), so the header can be sized before the offset is known.
+std::string nf4_state_json(const TensorInfo& t, float offset) {
+  std::string shape;
+  for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+  const float off = std::isfinite(offset) && offset >= 1e-30f ? offset : 0.0f;
+  return fmt::format(
+      "{{\"quant_type\": \"nf4\", \"blocksize\": {}, \"dtype\": \"{}\", \"shape\": [{}], \"nested_blocksize\": {}, "
+      "\"nested_dtype\": \"float32\", \"nested_offset\": {:.9e}}}",
+      kNf4Block, torch_dtype_name(t.dtype), shape, kNf4Group, off);
+}
+
+uint64_t nf4_layout_bytes(const TensorInfo& t) {
+  const auto n = static_cast<uint64_t>(t.numel());
+  const uint64_t blocks = (n + kNf4Block - 1) / kNf4Block, groups = (blocks + kNf4Group - 1) / kNf4Group;
+  return (n + 1) / 2 + blocks + 16 * 4 + groups * 4 + 256 * 4 + nf4_state_json(t, 0.0f).size();
 }
 
 struct Planner {
@@ -288,6 +339,16 @@ struct Planner {
 
     if (target.kind == Target::Plain) {
       set_plain(it, target.plain);
+      return it;
+    }
+    if (target.kind == Target::Nf4) {
+      // as transformers' bitsandbytes integration: linear layers only; the output projection and embeddings stay
+      if ((out_proj && !o.quantize_output) || (embedding && !o.quantize_embeddings))
+        return keep(out_proj ? "output projection (kept, as bitsandbytes does)" : "token embedding (kept)");
+      if (t.shape.size() != 2) return keep("rank > 2");
+      it.action = Item::ToNf4;
+      it.out_bytes = nf4_layout_bytes(t);
+      it.out_type = "nf4";
       return it;
     }
     if (target.kind == Target::Int) {
@@ -444,6 +505,7 @@ class Sink {
   virtual void write_plain(const std::string& name, std::span<const std::byte> b) = 0;
   virtual void write_ggml(const std::string& name, std::span<const std::byte> b) = 0;
   virtual void write_int(const std::string& name, const qk::gptq_hf::PackedLinear& p) = 0;
+  virtual void write_nf4(const TensorInfo& t, const qk::Nf4Tensor& q) = 0;
   virtual void commit() = 0;
 };
 
@@ -466,6 +528,9 @@ class GgufSink final : public Sink {
   void write_int(const std::string& name, const qk::gptq_hf::PackedLinear&) override {
     qk::fail<qk::InvalidArgument>("tensor '{}': GGUF has no encoding for GPTQ integer layers", name);
   }
+  void write_nf4(const TensorInfo& t, const qk::Nf4Tensor&) override {
+    qk::fail<qk::InvalidArgument>("tensor '{}': GGUF has no NF4 encoding", t.name);
+  }
   void commit() override { w_.commit(); }
 
  private:
@@ -485,6 +550,17 @@ class SafetensorsSink final : public Sink {
     if (gptq) w_.set_metadata("quantized_by", "qk qtool");
   }
   void declare(const std::string& name, const Item& it) override {
+    if (it.action == Item::ToNf4) {
+      const int64_t n = it.in->numel(), blocks = (n + kNf4Block - 1) / kNf4Block;
+      w_.add_tensor(name, DType::U8, {(n + 1) / 2, 1});
+      w_.add_tensor(name + ".absmax", DType::U8, {blocks});
+      w_.add_tensor(name + ".quant_map", DType::F32, {16});
+      w_.add_tensor(name + ".nested_absmax", DType::F32, {(blocks + kNf4Group - 1) / kNf4Group});
+      w_.add_tensor(name + ".nested_quant_map", DType::F32, {256});
+      w_.add_tensor(name + ".quant_state.bitsandbytes__nf4", DType::U8,
+                    {static_cast<int64_t>(nf4_state_json(*it.in, 0.0f).size())});
+      return;
+    }
     if (it.action != Item::ToInt) {
       w_.add_tensor(name, it.out_dtype, it.in->shape);
       return;
@@ -501,6 +577,22 @@ class SafetensorsSink final : public Sink {
   void write_plain(const std::string& name, std::span<const std::byte> b) override { w_.write_tensor(name, b); }
   void write_ggml(const std::string& name, std::span<const std::byte>) override {
     qk::fail<qk::InvalidArgument>("tensor '{}': safetensors has no ggml block types (write a .gguf)", name);
+  }
+  void write_nf4(const TensorInfo& t, const qk::Nf4Tensor& q) override {
+    if (!q.double_quant || q.block != kNf4Block || q.dq_block != kNf4Group)
+      qk::fail<qk::InvalidArgument>("tensor '{}': the NF4 layout needs double quantization, blocks 64/256", t.name);
+    // qk packs element 2j in the low nibble, bitsandbytes in the high one
+    std::vector<uint8_t> codes(q.packed.size());
+    for (size_t i = 0; i < codes.size(); ++i)
+      codes[i] = static_cast<uint8_t>((q.packed[i] << 4) | (q.packed[i] >> 4));
+    const std::vector<float> table(qk::nf4::kTable.begin(), qk::nf4::kTable.end());
+    const std::string json = nf4_state_json(t, q.offset);
+    w_.write_tensor(t.name, as_bytes_of(codes));
+    w_.write_tensor(t.name + ".absmax", as_bytes_of(q.absmax_codes));
+    w_.write_tensor(t.name + ".quant_map", as_bytes_of(table));
+    w_.write_tensor(t.name + ".nested_absmax", as_bytes_of(q.dq_scale));
+    w_.write_tensor(t.name + ".nested_quant_map", as_bytes_of(qk::nf4::dynamic_map().levels()));
+    w_.write_tensor(t.name + ".quant_state.bitsandbytes__nf4", {reinterpret_cast<const std::byte*>(json.data()), json.size()});
   }
   void write_int(const std::string& name, const qk::gptq_hf::PackedLinear& p) override {
     const std::string pre = qk::gptq_hf::layer_prefix(name);
@@ -646,6 +738,341 @@ qk::QuantizedTensor quantize_int_with_method(const std::string& method, const qk
   return qk::awq_quantize(W, X, s, awq_options(o));
 }
 
+// ------------------------------------------------------------------------------------------------ calibration
+// --calib-tokens / --calib-generate: the layer inputs come from the model's own forward pass (qk::eval::LlamaModel,
+// Llama GGUF models), and the layers are quantized sequentially as the GPTQ reference does (IST-DASLab/gptq,
+// llama.py with --true-sequential): block by block, and inside a block group by group in the order the block reads
+// them (attn_q/k/v, attn_output, ffn_gate/up, ffn_down). A group's inputs are computed with every earlier weight
+// already replaced by what the output file will hold (quantized, or the fallback's rounding), and each sequence's
+// residual stream is carried from block to block, so memory holds the float model, one [tokens, dim] state per
+// calibration sequence, and one Hessian (GPTQ) or one group's inputs (AWQ) at a time.
+struct Prepared {
+  std::map<std::string, std::vector<uint8_t>> ggml;  // encoded block tensors
+  std::map<std::string, qk::QuantizedTensor> ints;   // int (GPTQ checkpoint) tensors
+  std::map<std::string, std::vector<float>> floats;  // float tensors replaced (AWQ scales folded into norms)
+  std::string source;                                // what the calibration tokens were, for the summary
+  int sequences = 0, ctx = 0;
+  int awq_scaled = 0;  // weights whose AWQ input scales were folded into a norm
+};
+
+bool uses_calibration(const QuantizeOptions& o) { return !o.calib_tokens.empty() || o.calib_generate; }
+
+// "blk.N.NAME.weight" with NAME one of the linear weights the forward pass reads.
+bool is_llama_linear(const std::string& n) {
+  static const std::regex re(R"(blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight)");
+  return std::regex_match(n, re);
+}
+
+// Collects one group's inputs: into a Hessian accumulator (GPTQ) or as rows (AWQ).
+class GroupCapture final : public qk::eval::ForwardObserver {
+ public:
+  GroupCapture(int layer, qk::eval::LinearInput in, qk::HessianAccumulator* acc, std::vector<qk::io::RowMatrixXf>* rows,
+               int threads)
+      : layer_(layer), in_(in), acc_(acc), rows_(rows), threads_(threads) {}
+  void on_linear_input(int layer, qk::eval::LinearInput in, const qk::eval::RowMatrixXf& x) override {
+    if (layer != layer_ || in != in_) return;
+    if (acc_) acc_->add(x, threads_);
+    if (rows_) rows_->push_back(x);
+  }
+
+ private:
+  int layer_;
+  qk::eval::LinearInput in_;
+  qk::HessianAccumulator* acc_;
+  std::vector<qk::io::RowMatrixXf>* rows_;
+  int threads_;
+};
+
+// What the output file will hold for a weight that GPTQ/AWQ does not quantize (RTN, a fallback, a copy).
+qk::io::RowMatrixXf effective_weight(const Item& it, const qk::io::RowMatrixXf& W, const float* importance, int threads) {
+  switch (it.action) {
+    case Item::ToGgml: {
+      const auto enc = qk::ggml::quantize(it.gtype, W.data(), W.rows(), W.cols(), importance, threads);
+      qk::io::RowMatrixXf D(W.rows(), W.cols());
+      qk::ggml::dequantize_rows(it.gtype, enc.data(), W.rows(), W.cols(), D.data(), threads);
+      return D;
+    }
+    case Item::ToPlain: {
+      qk::io::RowMatrixXf D = W;
+      if (it.out_dtype == DType::F16)
+        for (Eigen::Index i = 0; i < D.size(); ++i) D.data()[i] = qk::fp16_to_fp32(qk::fp32_to_fp16(D.data()[i]));
+      else if (it.out_dtype == DType::BF16)
+        for (Eigen::Index i = 0; i < D.size(); ++i) D.data()[i] = qk::bf16_to_fp32(qk::fp32_to_bf16(D.data()[i]));
+      return D;
+    }
+    default: return W;  // copies, and int RTN (not reached: --method rtn needs no calibration)
+  }
+}
+
+std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o, const TensorFile& in,
+                                                        const qk::eval::LlamaModel& m, Prepared& p) {
+  const auto& cfg = m.config();
+  int ctx = o.calib_ctx;
+  if (cfg.context > 0 && ctx > cfg.context) ctx = cfg.context;
+  std::vector<int32_t> all;
+  if (!o.calib_tokens.empty()) {
+    all = qk::eval::read_tokens(o.calib_tokens);
+    const size_t n = all.size() / static_cast<size_t>(ctx);
+    if (n == 0)
+      qk::fail<qk::FormatError>("{}: {} token ids do not fill one calibration sequence of {} (--calib-ctx)",
+                                o.calib_tokens, all.size(), ctx);
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i] < 0 || all[i] >= cfg.vocab)
+        qk::fail<qk::FormatError>("{}: token id {} at index {} is outside the model's vocabulary of {}", o.calib_tokens,
+                                  all[i], i, cfg.vocab);
+    all.resize(std::min(n, static_cast<size_t>(o.calib_samples)) * static_cast<size_t>(ctx));
+    p.source = fmt::format("{} sequences of {} tokens from {}", all.size() / static_cast<size_t>(ctx), ctx,
+                           o.calib_tokens);
+  } else {
+    qk::eval::SampleOptions so;
+    so.samples = o.calib_samples;
+    so.length = ctx;
+    so.seed = o.calib_seed;
+    so.threads = o.threads;
+    if (const auto* b = qk::io::find_meta(in.metadata(), "tokenizer.ggml.bos_token_id")) {
+      if (const auto* u = std::get_if<uint32_t>(b); u && *u < static_cast<uint32_t>(cfg.vocab)) so.bos = static_cast<int>(*u);
+      if (const auto* i = std::get_if<int32_t>(b); i && *i >= 0 && *i < cfg.vocab) so.bos = *i;
+    }
+    all = qk::eval::sample(m, so);
+    p.source = fmt::format("{} sequences of {} tokens sampled from the model (seed {}, temperature 1, BOS {})",
+                           so.samples, ctx, o.calib_seed, so.bos);
+  }
+  if (!o.calib_save.empty()) qk::eval::write_tokens(o.calib_save, all);
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t s = 0; s < all.size(); s += static_cast<size_t>(ctx))
+    seqs.emplace_back(all.begin() + static_cast<ptrdiff_t>(s), all.begin() + static_cast<ptrdiff_t>(s + ctx));
+  p.sequences = static_cast<int>(seqs.size());
+  p.ctx = ctx;
+  return seqs;
+}
+
+Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, const TensorFile& in_file,
+                               const std::vector<Item>& items,
+                               const std::map<std::string, std::vector<float>>& imatrix, bool show_progress) {
+  Prepared p;
+  std::optional<qk::eval::LlamaModel> model;
+  try {
+    model.emplace(qk::eval::LlamaModel::load(in_file));
+  } catch (const qk::Error& e) {
+    qk::fail<qk::FormatError>("calibration from tokens runs the model, which must be a Llama GGUF: {}", e.what());
+  }
+  qk::eval::LlamaModel& m = *model;
+  const auto seqs = calibration_sequences(o, in_file, m, p);
+  std::map<std::string, const Item*> by_name;
+  for (const auto& it : items) by_name[it.in->name] = &it;
+  std::vector<qk::io::RowMatrixXf> xs;
+  xs.reserve(seqs.size());
+  for (const auto& s : seqs) xs.push_back(m.embed(s));
+  const int L = m.config().n_layers;
+  const int threads = qk::resolve_threads(o.threads);
+  for (int l = 0; l < L; ++l) {
+    if (show_progress) fmt::print(stderr, "\rcalibrating block {}/{} ", l + 1, L);
+    for (const auto in : qk::eval::kLinearInputs) {
+      std::vector<std::pair<std::string, const Item*>> group;
+      bool any = false;
+      for (const auto& short_name : qk::eval::linear_names(in)) {
+        const std::string n = qk::eval::layer_weight_name(l, short_name);
+        const auto f = by_name.find(n);
+        if (f == by_name.end()) qk::fail<qk::FormatError>("{}: tensor '{}' is missing", o.input, n);
+        group.emplace_back(n, f->second);
+        any = any || f->second->method == "gptq" || f->second->method == "awq" || f->second->method == "rtn+imatrix";
+      }
+      if (any) {
+        const int64_t dim = m.weight(group.front().first).cols();
+        const bool gptq = o.method != "awq";  // GPTQ, and RTN with an importance vector: a Hessian (its diagonal)
+        // Sequences in parallel (the small per-sequence products gain nothing from threads of their own); each
+        // thread accumulates a contiguous range of sequences and the partial Hessians merge in thread order, so
+        // the result depends on the thread count only. AWQ keeps the inputs in sequence order.
+        const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), xs.size()));
+        std::vector<qk::HessianAccumulator> accs;
+        if (gptq) accs.assign(static_cast<size_t>(nt), qk::HessianAccumulator(dim));
+        std::vector<std::vector<qk::io::RowMatrixXf>> rows(gptq ? 0 : xs.size());
+        std::string error;
+#pragma omp parallel num_threads(nt)
+        {
+          const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+          const size_t s0 = xs.size() * static_cast<size_t>(tid) / static_cast<size_t>(nth),
+                       s1 = xs.size() * static_cast<size_t>(tid + 1) / static_cast<size_t>(nth);
+          try {
+            for (size_t si = s0; si < s1; ++si) {
+              GroupCapture cap(l, in, gptq ? &accs[static_cast<size_t>(tid)] : nullptr, gptq ? nullptr : &rows[si], 1);
+              qk::io::RowMatrixXf x = xs[si];
+              m.forward_layer(l, x, &cap);
+            }
+          } catch (const std::exception& e) {
+#pragma omp critical
+            if (error.empty()) error = e.what();
+          }
+        }
+        if (!error.empty()) qk::fail<qk::NumericError>("{}: block {}: {}", o.input, l, error);
+        qk::HessianAccumulator acc(dim);
+        for (const auto& a : accs) acc.merge(a);
+        qk::io::RowMatrixXf X;
+        if (!gptq) {
+          int64_t T = 0;
+          for (const auto& r : rows)
+            for (const auto& x : r) T += x.rows();
+          X.resize(T, dim);
+          int64_t t = 0;
+          for (auto& r : rows) {
+            for (const auto& x : r) {
+              X.middleRows(t, x.rows()) = x;
+              t += x.rows();
+            }
+            r.clear();
+          }
+        }
+        // AWQ with scale search where the input comes from an RMSNorm: the group's weights are searched together
+        // (the reference's output error of q, k and v, or of gate and up), and 1/s is folded into the norm's
+        // weight, which the output file then holds. Needs one ggml type for the whole group and a float norm.
+        if (!gptq && o.awq_scales && (in == qk::eval::LinearInput::AttnQkv || in == qk::eval::LinearInput::FfnGateUp)) {
+          const std::string norm = qk::eval::layer_weight_name(l, in == qk::eval::LinearInput::AttnQkv ? "attn_norm" : "ffn_norm");
+          const auto nf = by_name.find(norm);
+          bool foldable = nf != by_name.end() && nf->second->in->dtype != DType::Ggml &&
+                          (nf->second->action == Item::Copy || nf->second->action == Item::ToPlain);
+          for (const auto& [n, it] : group)
+            foldable = foldable && it->method == "awq" && it->action == Item::ToGgml && it->gtype == group.front().second->gtype;
+          if (foldable) {
+            int64_t rows_total = 0;
+            for (const auto& [n, it] : group) rows_total += it->rows;
+            qk::io::RowMatrixXf Ws(rows_total, dim);
+            int64_t r = 0;
+            for (const auto& [n, it] : group) {
+              Ws.middleRows(r, it->rows) = m.weight(n);
+              r += it->rows;
+            }
+            const qk::ggml::Type gt = group.front().second->gtype;
+            qk::ggml::GgmlGrid grid(gt);
+            // Scale search scored on the block's output (the reference scores the attention / FFN module's output):
+            // for each exponent a, the group's weights become Q(W·diag(s))·diag(s)⁻¹ in the model and the block runs
+            // on a sub-sample of the sequences; the a with the smallest squared output error against the block with
+            // the group unquantized wins. Clipping is then searched on W·diag(s) with the inputs divided by s.
+            const auto xmean = (X.cwiseAbs().colwise().sum() / static_cast<float>(X.rows())).eval();
+            const size_t nsub = std::min<size_t>(xs.size(), 32);
+            std::vector<qk::io::RowMatrixXf> ref(nsub);
+            // sequences in parallel, as above (the pass only reads the model; shapes were checked)
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (size_t si = 0; si < nsub; ++si) {
+              ref[si] = xs[si * xs.size() / nsub];
+              m.forward_layer(l, ref[si]);
+            }
+            const int n_grid = 20;
+            double best = std::numeric_limits<double>::infinity();
+            Eigen::VectorXf best_s = Eigen::VectorXf::Ones(dim);
+            Eigen::MatrixXf Q;
+            for (int a = 0; a < n_grid; ++a) {
+              Eigen::VectorXf sc(dim);
+              for (int64_t j = 0; j < dim; ++j)
+                sc[j] = std::max(static_cast<float>(std::pow(static_cast<double>(xmean[j]), static_cast<double>(a) / n_grid)), 1e-4f);
+              sc /= std::sqrt(sc.maxCoeff() * sc.minCoeff());
+              grid.reset(rows_total, dim);
+              const Eigen::MatrixXf Wsc = Ws * sc.asDiagonal();
+              qk::detail::grid_round(Wsc, grid, Q);
+              const qk::io::RowMatrixXf D = Q * sc.cwiseInverse().asDiagonal();
+              int64_t rr = 0;
+              for (const auto& [n, it] : group) {
+                m.set_weight(n, D.middleRows(rr, it->rows));
+                rr += it->rows;
+              }
+              std::vector<double> losses(nsub);  // summed in order below: the choice repeats exactly
+#pragma omp parallel for schedule(static) num_threads(threads)
+              for (size_t si = 0; si < nsub; ++si) {
+                qk::io::RowMatrixXf y = xs[si * xs.size() / nsub];
+                m.forward_layer(l, y);
+                losses[si] = (y - ref[si]).cast<double>().squaredNorm();
+              }
+              double loss = 0;
+              for (double v : losses) loss += v;
+              if (loss < best) {
+                best = loss;
+                best_s = sc;
+              }
+            }
+            qk::io::RowMatrixXf Xs = X * best_s.cwiseInverse().asDiagonal();
+            const qk::io::RowMatrixXf Wscaled = Ws * best_s.asDiagonal();
+            qk::AwqResult res = qk::awq(Wscaled, Xs, grid, awq_options(o));
+            res.dequantized = res.dequantized * best_s.cwiseInverse().asDiagonal();
+            res.scales = best_s;
+            const auto enc = grid.encode();
+            const int64_t rb = qk::ggml::row_size(gt, dim);
+            r = 0;
+            for (const auto& [n, it] : group) {
+              p.ggml[n] = std::vector<uint8_t>(enc.begin() + r * rb, enc.begin() + (r + it->rows) * rb);
+              m.set_weight(n, res.dequantized.middleRows(r, it->rows));
+              r += it->rows;
+            }
+            const qk::io::RowMatrixXf g = in_file.read_matrix(*nf->second->in);
+            std::vector<float> folded(static_cast<size_t>(g.size()));
+            for (int64_t j = 0; j < g.size(); ++j) folded[static_cast<size_t>(j)] = g.data()[j] / res.scales[j];
+            p.floats[norm] = std::move(folded);
+            p.awq_scaled += static_cast<int>(group.size());
+          }
+        }
+        for (const auto& [n, it] : group) {
+          if (it->method == "rtn+imatrix") {
+            // llama.cpp's importance matrix from the same inputs: mean x² per input column (its in_sum2 / count),
+            // handed to ggml's importance-weighted encoder
+            const Eigen::MatrixXf G = acc.gram();
+            std::vector<float> imp(static_cast<size_t>(dim));
+            for (int64_t j = 0; j < dim; ++j)
+              imp[static_cast<size_t>(j)] = G(j, j) / static_cast<float>(std::max<int64_t>(1, acc.samples()));
+            const qk::io::RowMatrixXf W = m.weight(n);
+            auto enc = qk::ggml::quantize(it->gtype, W.data(), W.rows(), W.cols(), imp.data(), threads);
+            qk::io::RowMatrixXf D(W.rows(), W.cols());
+            qk::ggml::dequantize_rows(it->gtype, enc.data(), W.rows(), W.cols(), D.data(), threads);
+            p.ggml[n] = std::move(enc);
+            m.set_weight(n, D);
+            continue;
+          }
+          if (it->method != "gptq" && it->method != "awq") continue;
+          if (p.ggml.count(n)) continue;  // done with the group
+          const std::string where = fmt::format("{}: tensor '{}'", o.input, n);
+          const qk::io::RowMatrixXf W = m.weight(n);
+          if (it->action == Item::ToGgml) {
+            qk::ggml::GgmlGrid grid(it->gtype);
+            qk::io::RowMatrixXf D;
+            if (gptq) D = qk::gptq(W, acc, grid, gptq_options(o, false)).dequantized;
+            else D = qk::awq(W, X, grid, awq_options(o)).dequantized;
+            auto enc = grid.encode();
+            if (enc.size() != it->out_bytes)
+              qk::fail<qk::Error>("{}: encoder gave {} bytes, expected {}", where, enc.size(), it->out_bytes);
+            p.ggml[n] = std::move(enc);
+            m.set_weight(n, D);
+          } else if (it->action == Item::ToInt) {
+            const qk::QuantScheme s = target.group == 0
+                                          ? qk::QuantScheme::per_channel(target.bits, o.sym, false)
+                                          : qk::QuantScheme::per_group(target.bits, target.group, o.sym, false);
+            if (gptq) {
+              qk::GptqResult info;
+              p.ints[n] = qk::gptq_quantize(W, acc.hessian(), s, gptq_options(o, true), &info);
+              m.set_weight(n, info.dequantized);
+            } else {
+              qk::AwqResult info;
+              p.ints[n] = qk::awq_quantize(W, X, s, awq_options(o), &info);
+              m.set_weight(n, info.dequantized);
+            }
+          }
+        }
+      }
+      // every weight of the group now holds what the output will hold
+      for (const auto& [n, it] : group) {
+        if (p.ggml.count(n) || p.ints.count(n)) continue;
+        const auto imx = imatrix.find(n);
+        const float* importance = imx != imatrix.end() && it->action == Item::ToGgml &&
+                                          qk::ggml::info(it->gtype).uses_importance &&
+                                          static_cast<int64_t>(imx->second.size()) == it->cols
+                                      ? imx->second.data()
+                                      : nullptr;
+        m.set_weight(n, effective_weight(*it, m.weight(n), importance, threads));
+      }
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t si = 0; si < xs.size(); ++si) m.forward_layer(l, xs[si]);  // throws nothing: shapes were checked
+  }
+  if (show_progress) fmt::print(stderr, "\r\033[K");
+  return p;
+}
+
 // ------------------------------------------------------------------------------------------------ the run
 struct Stats {
   uint64_t in_bytes = 0, out_bytes = 0;
@@ -666,8 +1093,6 @@ int run_quantize_model(const QuantizeOptions& o) {
   // ---- options
   const auto target_opt = parse_target(*o.type);
   if (!target_opt) {
-    if (lower(*o.type) == "nf4")
-      throw UsageError("--type nf4: this build has no NF4 codebook encoding for model files yet");
     throw UsageError(fmt::format("--type '{}' is not a known type; one of: {}", *o.type, type_list()));
   }
   const Target& target = *target_opt;
@@ -678,13 +1103,27 @@ int run_quantize_model(const QuantizeOptions& o) {
   }
   if (o.method != "rtn" && o.method != "gptq" && o.method != "awq")
     throw UsageError(fmt::format("--method {} is not available in model mode (rtn, gptq, awq)", o.method));
+  if (o.method != "rtn" && target.kind == Target::Nf4)
+    throw UsageError(fmt::format("--type nf4 is absmax (RTN) quantization as bitsandbytes does; --method {} has no "
+                                 "NF4 grid",
+                                 o.method));
   if (o.method != "rtn" && target.kind == Target::Plain)
     throw UsageError(fmt::format("--method {} needs a quantized --type, not {}", o.method, target.name));
-  if (o.method != "rtn" && o.calib.empty())
+  if (o.method != "rtn" && o.calib.empty() && !uses_calibration(o))
     throw UsageError(fmt::format(
-        "--method {} needs calibration activations: --calib FILE (safetensors/GGUF with one [tokens, in_features] "
-        "float matrix per linear layer, named after its weight; see docs/cli.md)",
+        "--method {} needs calibration data: --calib-tokens IDS.i32 or --calib-generate (Llama GGUF: the model's "
+        "own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
+        "linear layer, named after its weight); see docs/cli.md",
         o.method));
+  if (!o.calib.empty() && uses_calibration(o))
+    throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
+  if (o.method == "rtn" && uses_calibration(o) && (target.kind != Target::Ggml || !o.imatrix.empty()))
+    throw UsageError("--method rtn with --calib-tokens/--calib-generate computes the importance matrix of ggml block "
+                     "types: not with --imatrix, nor for other types");
+  if (o.awq_scales && (o.method != "awq" || !uses_calibration(o)))
+    throw UsageError("--awq-scales needs --method awq with --calib-tokens or --calib-generate (the model is run)");
+  if (!o.calib_save.empty() && !uses_calibration(o))
+    throw UsageError("--calib-save needs --calib-tokens or --calib-generate");
   if (!o.imatrix.empty() && target.kind != Target::Ggml)
     throw UsageError("--imatrix applies to ggml block types (q4_k, ...) only");
 
@@ -703,6 +1142,8 @@ int run_quantize_model(const QuantizeOptions& o) {
   else if (fmt_name == "safetensors") container = target.kind == Target::Int ? Container::Gptq : Container::Safetensors;
   else if (fmt_name == "gptq") container = Container::Gptq;
   else throw UsageError(fmt::format("--format '{}' is not gguf, safetensors or gptq", o.output_format));
+  if (container == Container::Gguf && target.kind == Target::Nf4)
+    throw UsageError("--type nf4 is written as safetensors (the bitsandbytes layout), not GGUF");
   if (container == Container::Gguf && target.kind == Target::Int)
     throw UsageError(fmt::format("--type {} is written as a GPTQ checkpoint (a directory or .safetensors), not GGUF; "
                                  "use a ggml type (q4_0, q4_k, ...) for GGUF",
@@ -758,15 +1199,39 @@ int run_quantize_model(const QuantizeOptions& o) {
   }
   // methods: RTN, or GPTQ/AWQ where calibration activations exist for the layer
   for (auto& it : items) {
+    if (it.action == Item::ToNf4) it.method = "rtn";
     if (it.action != Item::ToGgml && it.action != Item::ToInt) continue;
     if (o.method == "rtn") {
-      it.method = imatrix.count(it.in->name) && qk::ggml::info(it.gtype).uses_importance ? "rtn+imatrix" : "rtn";
+      const bool weighted = it.action == Item::ToGgml && qk::ggml::info(it.gtype).uses_importance;
+      if (uses_calibration(o)) {
+        it.method = weighted && is_llama_linear(it.in->name) ? "rtn+imatrix" : "rtn";
+        if (!is_llama_linear(it.in->name))
+          it.note += it.note.empty() ? "not a block's linear layer: rtn" : "; not a block's linear layer: rtn";
+      } else {
+        it.method = imatrix.count(it.in->name) && weighted ? "rtn+imatrix" : "rtn";
+      }
     } else if (calib && calib->find(it.in->name)) {
       it.method = o.method;
+    } else if (uses_calibration(o) && is_llama_linear(it.in->name)) {
+      it.method = o.method;
+    } else if (uses_calibration(o)) {
+      it.method = "rtn";
+      it.note += it.note.empty() ? "not a block's linear layer: rtn" : "; not a block's linear layer: rtn";
     } else {
       it.method = "rtn";
       it.note += it.note.empty() ? "no calibration activations: rtn" : "; no calibration activations: rtn";
     }
+  }
+
+  // ---- calibration from tokens: every GPTQ/AWQ layer quantized up front, sequentially through the model
+  Prepared prepared;
+  if (uses_calibration(o)) {
+    if (!o.calib_save.empty() && (same_file(in_path, o.calib_save) || same_file(out_path, o.calib_save) ||
+                                  (!o.calib_tokens.empty() && same_file(o.calib_tokens, o.calib_save))))
+      throw UsageError(fmt::format("--calib-save '{}' is the input or the output", o.calib_save));
+    if (!o.calib_save.empty() && fs::exists(o.calib_save) && !o.force)
+      throw UsageError(fmt::format("--calib-save '{}' exists (pass --force to overwrite it)", o.calib_save));
+    prepared = quantize_sequentially(o, target, *in, items, imatrix, !o.quiet && isatty(2));
   }
 
   // ---- output
@@ -774,6 +1239,7 @@ int run_quantize_model(const QuantizeOptions& o) {
   wo.overwrite = o.force;
   wo.inputs = {in_path};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
+  if (!o.calib_tokens.empty()) wo.inputs.push_back(o.calib_tokens);
   if (!o.imatrix.empty()) wo.inputs.push_back(o.imatrix);
   std::unique_ptr<TempDir> tmpdir;
   std::unique_ptr<Sink> sink;
@@ -811,6 +1277,19 @@ int run_quantize_model(const QuantizeOptions& o) {
     progress.update(static_cast<int64_t>(i), t.name, done, true);
     const auto bytes = in->bytes(t);
     const std::string where = fmt::format("{}: tensor '{}'", o.input, t.name);
+    if (const auto rf = prepared.floats.find(t.name); rf != prepared.floats.end()) {
+      // a norm weight with AWQ's 1/s folded in (a Copy or ToPlain item: written in the item's output type)
+      if (static_cast<int64_t>(rf->second.size()) != t.numel() || (it.action != Item::Copy && it.action != Item::ToPlain))
+        qk::fail<qk::Error>("{}: cannot write the folded scales ({} values)", where, rf->second.size());
+      std::vector<std::byte> out(static_cast<size_t>(t.numel()) * qk::io::dtype_size(it.out_dtype));
+      float_to_plain(rf->second.data(), t.numel(), it.out_dtype, out.data());
+      sink->write_plain(t.name, out);
+      release_pages(bytes.data(), bytes.size());
+      done += t.nbytes;
+      st.in_bytes += t.nbytes;
+      st.out_bytes += it.out_bytes;
+      continue;
+    }
     switch (it.action) {
       case Item::Copy:
         if (container == Container::Gguf && t.dtype == DType::Ggml) sink->write_ggml(t.name, bytes);
@@ -848,7 +1327,10 @@ int run_quantize_model(const QuantizeOptions& o) {
                                      imx->second.size(), it.cols);
           importance = imx->second.data();
         }
-        if (it.method == "gptq" || it.method == "awq") {
+        if (const auto pre = prepared.ggml.find(t.name); pre != prepared.ggml.end()) {
+          out.swap(pre->second);
+          release_pages(bytes.data(), bytes.size());
+        } else if (it.method == "gptq" || it.method == "awq") {
           const qk::io::RowMatrixXf W = in->read_matrix(t);
           const qk::io::RowMatrixXf X = calib->read_matrix(calib->tensor(t.name));
           qk::ggml::GgmlGrid grid(it.gtype);
@@ -890,6 +1372,19 @@ int run_quantize_model(const QuantizeOptions& o) {
         st.quantized_bytes += out.size();
         break;
       }
+      case Item::ToNf4: {
+        const qk::io::RowMatrixXf W = in->read_matrix(t);
+        release_pages(bytes.data(), bytes.size());
+        if (!qk::detail::all_finite(W.data(), W.size())) qk::fail<qk::NumericError>("{}: NaN or Inf values", where);
+        qk::Nf4Options no;
+        no.block = kNf4Block;
+        no.dq_block = kNf4Group;
+        const auto nq = qk::nf4_quantize(std::span<const float>(W.data(), static_cast<size_t>(W.size())), no);
+        sink->write_nf4(t, nq);
+        st.weights += t.numel();
+        st.quantized_bytes += it.out_bytes;
+        break;
+      }
       case Item::ToInt: {
         const qk::io::RowMatrixXf W = in->read_matrix(t);
         release_pages(bytes.data(), bytes.size());
@@ -897,7 +1392,9 @@ int run_quantize_model(const QuantizeOptions& o) {
         const qk::QuantScheme s = target.group == 0 ? qk::QuantScheme::per_channel(target.bits, o.sym, false)
                                                     : qk::QuantScheme::per_group(target.bits, target.group, o.sym, false);
         qk::QuantizedTensor q;
-        if (it.method == "gptq" || it.method == "awq") {
+        if (const auto pre = prepared.ints.find(t.name); pre != prepared.ints.end()) {
+          q = std::move(pre->second);
+        } else if (it.method == "gptq" || it.method == "awq") {
           const qk::io::RowMatrixXf X = calib->read_matrix(calib->tensor(t.name));
           q = quantize_int_with_method(it.method, W, X, s, o, where);
         } else {
@@ -963,6 +1460,7 @@ int run_quantize_model(const QuantizeOptions& o) {
     j.kv("quantized_bits_per_weight", bpw).kv("seconds", secs);
     j.kv("mb_per_s", secs > 0 ? static_cast<double>(st.in_bytes) / 1e6 / secs : 0.0);
     j.kv("fallbacks", fallbacks);
+    if (!prepared.source.empty()) j.kv("calibration", prepared.source);
     j.key("tensors").arr();
     for (const auto& it : items) {
       j.obj();
@@ -983,6 +1481,12 @@ int run_quantize_model(const QuantizeOptions& o) {
     table.add({name, std::to_string(g.tensors), std::to_string(g.elems), human_bytes(static_cast<double>(g.bytes)),
                fmt::format("{:.2f}", g.elems ? 8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elems) : 0.0)});
   fmt::print("{} -> {} ({}, method {})\n", o.input, o.output, target.name, o.method);
+  if (!prepared.source.empty())
+    fmt::print("calibration: {}; layers quantized in order, each on the inputs of the partly quantized model\n",
+               prepared.source);
+  if (!prepared.floats.empty())
+    fmt::print("AWQ input scales of {} weights folded into {} norm weights\n", prepared.awq_scaled,
+               prepared.floats.size());
   table.print();
   fmt::print("size: {} -> {} ({:.2f}x); quantized weights {:.2f} bits/weight; {:.2f} s, {:.1f} MB/s\n",
              human_bytes(static_cast<double>(in_file)), human_bytes(static_cast<double>(out_file)),

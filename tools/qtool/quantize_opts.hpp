@@ -5,7 +5,8 @@
 //            [--act-order] [--static-groups] [--calib X.npy] [--alpha A] -o OUT [--dequantized OUT.npy]
 //  - model mode (a whole model file, --type names the output encoding):
 //      qtool quantize IN -o OUT --type q4_0|q4_k|q8_0|...|int4-g128|nf4 --method rtn|gptq|awq
-//            [--calib ...] [--imatrix FILE] [--skip REGEX] [--threads N] [--quiet] [--force]
+//            [--calib ACTS | --calib-tokens IDS.i32 | --calib-generate] [--calib-samples N] [--calib-ctx N]
+//            [--calib-seed S] [--imatrix FILE] [--skip REGEX] [--threads N] [--quiet] [--force]
 // Mode: --type given -> model mode; otherwise matrix mode.
 #include <optional>
 #include <string>
@@ -32,6 +33,14 @@ struct QuantizeOptions {
   std::string tensor;  // tensor name inside a multi-tensor input (matrix mode)
   // model mode
   std::optional<std::string> type;
+  // calibration from tokens (Llama GGUF models): the model's own forward pass gives each layer's inputs
+  std::string calib_tokens;     // int32 token ids
+  bool calib_generate = false;  // sample the calibration sequences from the input model
+  int calib_samples = 128;      // sequences
+  int calib_ctx = 128;          // tokens per sequence (at most the model's context length)
+  uint64_t calib_seed = 1;      // --calib-generate
+  std::string calib_save;       // write the calibration token ids used (int32) here
+  bool awq_scales = false;      // AWQ from tokens: search input scales for q/k/v and gate/up, fold 1/s into the norms
   std::string imatrix;
   std::vector<std::string> skip;
   std::string fallback = "auto";  // auto: llama.cpp's 32-block demotion of K-quants, then f16

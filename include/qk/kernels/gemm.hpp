@@ -92,6 +92,10 @@ struct PackedW4 {
   std::vector<uint8_t> data;
   std::vector<uint16_t> scale;  // fp16 [n_tiles][groups][16]
   std::vector<uint8_t> zero;    // [n_tiles][groups][16] when has_zero, else empty
+  // GPTQ act-order: packed column j is input column perm[j], ordered so that every group is contiguous (packed
+  // column j is in group j / group). Empty: the identity. The products gather the activations' columns in this
+  // order before quantizing them; code() and the other accessors take packed positions.
+  std::vector<int32_t> perm;
 
   int64_t n_tiles() const { return (n + kTileN - 1) / kTileN; }
   int64_t groups() const { return k / group; }
@@ -107,7 +111,12 @@ struct PackedW4 {
 // (32, 64, 128 in practice).
 PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_t group, const float* scales,
                  const uint8_t* zeros = nullptr);
-// Packs a 4-bit per-group QuantizedTensor (signed symmetric or unsigned asymmetric codes; no g_idx).
+// The same with act-order group indices (GPTQ desc_act): g_idx[j] is the group (0 .. K/group - 1) of input
+// column j, and scales / zeros are indexed by group id. Each group must hold exactly `group` columns. The columns
+// are reordered by group (stably), and the order is recorded in PackedW4::perm. g_idx nullptr: as above.
+PackedW4 pack_w4(const uint8_t* codes, int64_t n, int64_t k, int64_t ldc, int64_t group, const float* scales,
+                 const uint8_t* zeros, const int32_t* g_idx);
+// Packs a 4-bit per-group QuantizedTensor (signed symmetric or unsigned asymmetric codes; g_idx honoured).
 PackedW4 pack_w4(const QuantizedTensor& q);
 
 // Activations quantized for the int4 kernels: symmetric int8 codes per row or per K-block.
@@ -116,10 +125,14 @@ struct QuantizedActs {
   std::vector<int8_t> q;             // [m, k]
   std::vector<float> scale;          // [m, groups]: the activation scale of each weight group
   std::vector<int32_t> sum;          // [m, groups]: sum of the codes in each group (zero-point compensation)
+  std::vector<int32_t> perm;         // column order of q: q[., j] is x[., perm[j]] (empty: x's own order)
 };
 enum class ActQuant { per_row, per_group };
 // q = clamp(round(x / s), -127, 127), s = max|x| / 127 over the row (per_row) or over each weight group.
 QuantizedActs quantize_acts(const float* x, int64_t m, int64_t k, int64_t ldx, int64_t group, ActQuant mode);
+// The same for the weights w: gathers x's columns in w.perm's order first when w has one (act-order). gemm_w4
+// with act-order weights needs activations quantized this way (it checks QuantizedActs::perm).
+QuantizedActs quantize_acts(const float* x, int64_t m, int64_t ldx, const PackedW4& w, ActQuant mode);
 
 // Y[m, n] = sum_g float(dot_g - zero[n,g] * sum_g) * (w_scale[n,g] * a_scale[m,g]), accumulated over g in order
 // with fused multiply-adds, then + bias[n]. M = 1 runs the dedicated GEMV kernel.

@@ -290,8 +290,6 @@ TEST_F(CalibratedQuantize, UsageErrors) {
   const std::vector<Case> cases = {
       {"--type q4_0 --method gptq --calib-tokens " + q(toks) + " --calib " + q(toks), "exclude"},
       {"--type q4_0 --method rtn --calib-generate --imatrix " + q(toks), "importance matrix"},
-      {"--type q4_0 --method awq --awq-scales", "--calib"},
-      {"--type q4_0 --method gptq --calib-save " + q(dir_ / "s.i32"), "--calib"},
       {"--type q4_0 --method gptq --calib-generate --calib-save " + q(kStories), "input or the output"},
       {"--type q4_0 --method gptq --calib-tokens " + q(toks) + " --calib-save " + q(toks), "input or the output"},
       {"--type q4_0 --method gptq --calib-generate --calib-save " + q(toks), "--force"},

@@ -539,10 +539,18 @@ TEST_F(QuantizeModel, BadTypeIsAUsageError) {
   EXPECT_EQ(r.code, 2) << r.err;
   r = qtool(fmt::format("quantize {} -o {} --type int4-g128", q(kStories), q(out)));
   EXPECT_EQ(r.code, 2) << r.err;
-  r = qtool(fmt::format("quantize {} -o {} --type q4_0 --method gptq", q(kStories), q(out)));
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
   EXPECT_TRUE(leftovers({}).empty());
+}
+
+// GPTQ on a GGUF model with no calibration option calibrates on sequences sampled from the model and says so.
+TEST_F(QuantizeModel, GptqWithoutCalibrationSamplesTheModel) {
+  if (!fs::exists(kStories)) GTEST_SKIP() << "bundled model missing";
+  const fs::path out = dir_ / "g.gguf";
+  Result r = qtool(fmt::format("quantize {} -o {} --type q4_0 --method gptq --calib-samples 8 --calib-ctx 32",
+                               q(kStories), q(out)));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("--calib-generate"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(out));
 }
 
 TEST_F(QuantizeModel, InputIsNeverTheOutput) {

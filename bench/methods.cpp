@@ -109,8 +109,8 @@ void BM_GptqQuantize(benchmark::State& st) {
   st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
 }
 
-void BM_GptqEndToEnd(benchmark::State& st) {
-  const Layer& L = layer();
+// Hessian from the calibration tokens, then GPTQ 4-bit g128, timed together.
+void gptq_end_to_end(benchmark::State& st, const Layer& L, double ref_s) {
   const int threads = static_cast<int>(st.range(0));
   qk::GptqResult r;
   for (auto _ : st) {
@@ -124,27 +124,13 @@ void BM_GptqEndToEnd(benchmark::State& st) {
   }
   st.counters["threads"] = threads;
   st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
-  st.counters["ref_s"] = 8.6;
+  st.counters["ref_s"] = ref_s;
 }
 
-// P2 (ffn_down shape): GPTQ 4-bit g128 end to end; the reference takes 38.2 s with 2 threads.
-void BM_GptqEndToEndP2(benchmark::State& st) {
-  const Layer& L = layer_p2();
-  const int threads = static_cast<int>(st.range(0));
-  qk::GptqResult r;
-  for (auto _ : st) {
-    qk::HessianAccumulator acc(L.X.cols());
-    acc.add(L.X, threads);
-    qk::IntGrid grid(kW4);
-    qk::GptqOptions o;
-    o.threads = threads;
-    r = qk::gptq(L.W, acc, grid, o);
-    benchmark::DoNotOptimize(r.dequantized.data());
-  }
-  st.counters["threads"] = threads;
-  st.counters["E_calib"] = rel_error(L.X, L.W, r.dequantized);
-  st.counters["ref_s"] = 38.2;
-}
+void BM_GptqEndToEnd(benchmark::State& st) { gptq_end_to_end(st, layer(), 8.6); }
+
+// P2 (ffn_down shape): the reference takes 38.2 s with 2 threads.
+void BM_GptqEndToEndP2(benchmark::State& st) { gptq_end_to_end(st, layer_p2(), 38.2); }
 
 void BM_Awq(benchmark::State& st) {
   const Layer& L = layer();

@@ -69,38 +69,11 @@ void pack_a(const SgemmView& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, 
   }
 }
 
-// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column micro-panels (kc steps of NR floats).
-// Row-major B is read one row segment at a time (contiguous); otherwise a transposing copy in strips.
+// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column micro-panels (kc steps of NR floats): the
+// columns of B are the rows of Bᵀ, so this is pack_a on the transposed view (row-major B takes the contiguous path).
 template <int nr>
 void pack_b(const SgemmView& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  const int64_t panels = (nc + nr - 1) / nr, full = nc / nr, tail = nc - full * nr;
-  if (B.cs == 1) {
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = B.p + (p0 + p) * B.rs + j0;
-      float* d = dst + p * nr;
-      for (int64_t jb = 0; jb < full; ++jb) std::memcpy(d + jb * kc * nr, s + jb * nr, sizeof(float) * nr);
-      if (tail) {
-        float* dt = d + full * kc * nr;
-        for (int64_t j = 0; j < nr; ++j) dt[j] = j < tail ? s[full * nr + j] : 0.0f;
-      }
-    }
-    return;
-  }
-  for (int64_t jb = 0; jb < panels; ++jb) {
-    const int64_t cols = std::min<int64_t>(nr, nc - jb * nr);
-    const float* src = B.p + p0 * B.rs + (j0 + jb * nr) * B.cs;
-    float* pd = dst + jb * kc * nr;
-    for (int64_t q0 = 0; q0 < kc; q0 += kPackStep) {
-      const int64_t pe = std::min<int64_t>(kPackStep, kc - q0);
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* s = src + j * B.cs + q0 * B.rs;
-        float* d = pd + q0 * nr + j;
-        for (int64_t p = 0; p < pe; ++p) d[p * nr] = s[p * B.rs];
-      }
-      for (int64_t j = cols; j < nr; ++j)
-        for (int64_t p = 0; p < pe; ++p) pd[(q0 + p) * nr + j] = 0.0f;
-    }
-  }
+  pack_a<nr>(SgemmView{B.p, B.cs, B.rs}, j0, nc, p0, kc, dst);
 }
 
 }  // namespace

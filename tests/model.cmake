@@ -8,3 +8,8 @@ qk_add_test(test_qtool_calibrated_quantize SOURCES model/test_calibrated_quantiz
 if(TARGET qtool)
   add_dependencies(test_qtool_calibrated_quantize qtool)
 endif()
+# Quantized checkpoints (GPTQ, bitsandbytes NF4) as logical weights: the reader and qtool eval/inspect/quantize.
+qk_add_test(test_checkpoint_eval SOURCES model/test_checkpoint_eval.cpp LABELS cli)
+if(TARGET qtool)
+  add_dependencies(test_checkpoint_eval qtool)
+endif()

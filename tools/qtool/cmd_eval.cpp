@@ -2,6 +2,8 @@
 // (MSE, SQNR, cosine, max abs error), tensors matched by name across any mix of formats (dequantized as needed),
 // worst first (lowest SQNR), with totals. With --calib X ([tokens, in_features]) also the relative layer output
 // error E = ||X Wᵀ − X Ŵᵀ||²_F / ||X Wᵀ||²_F of every compared matrix with in_features columns.
+// GPTQ checkpoints (a directory or .safetensors with qweight/qzeros/scales/g_idx) and bitsandbytes NF4/FP4 files
+// are read as their logical weights (qk/formats/checkpoint.hpp): `<prefix>.weight` dequantized.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -17,6 +19,7 @@
 #include "output.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/metrics.hpp"
+#include "qk/formats/checkpoint.hpp"
 #include "qk/io/tensor_file.hpp"
 
 namespace qtool {
@@ -48,16 +51,22 @@ std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]"
 
 int run_eval(const EvalOptions& o) {
   using namespace qk::io;
-  auto A = TensorFile::open(o.a);
-  auto B = TensorFile::open(o.b);
+  using qk::formats::LogicalTensor;
+  using qk::formats::QuantizedCheckpoint;
+  auto A = QuantizedCheckpoint::open(o.a);
+  auto B = QuantizedCheckpoint::open(o.b);
+  if (!o.model.tokens.empty() && (A->quantized() || B->quantized()))
+    throw UsageError(fmt::format("--tokens loads GGUF/safetensors models; '{}' is a GPTQ or bitsandbytes checkpoint "
+                                 "(convert it first: qtool quantize IN -o OUT.gguf --type f16)",
+                                 A->quantized() ? o.a : o.b));
 
   // Pairs to compare.
-  std::vector<std::pair<const TensorInfo*, const TensorInfo*>> pairs;
+  std::vector<std::pair<const LogicalTensor*, const LogicalTensor*>> pairs;
   std::vector<std::string> only_a, only_b;
   const bool single = A->tensors().size() == 1 && B->tensors().size() == 1 &&
-                      (A->format() == FileFormat::Npy || B->format() == FileFormat::Npy);
-  auto pick = [&](const TensorFile& f) -> const TensorInfo* {
-    if (f.format() == FileFormat::Npy && f.tensors().size() == 1) return &f.tensors()[0];
+                      (A->file().format() == FileFormat::Npy || B->file().format() == FileFormat::Npy);
+  auto pick = [&](const QuantizedCheckpoint& f) -> const LogicalTensor* {
+    if (f.file().format() == FileFormat::Npy && f.tensors().size() == 1) return &f.tensors()[0];
     return &f.tensor(o.tensor);
   };
   if (!o.tensor.empty()) {
@@ -66,11 +75,11 @@ int run_eval(const EvalOptions& o) {
     pairs.emplace_back(&A->tensors()[0], &B->tensors()[0]);
   } else {
     for (const auto& t : A->tensors()) {
-      if (const TensorInfo* u = B->find(t.name)) pairs.emplace_back(&t, u);
-      else only_a.push_back(t.name);
+      if (const LogicalTensor* u = B->find(t.name())) pairs.emplace_back(&t, u);
+      else only_a.push_back(t.name());
     }
     for (const auto& t : B->tensors())
-      if (!A->find(t.name)) only_b.push_back(t.name);
+      if (!A->find(t.name())) only_b.push_back(t.name());
     if (pairs.empty()) qk::fail<qk::Error>("{} and {} have no tensor name in common", o.a, o.b);
   }
 
@@ -81,23 +90,23 @@ int run_eval(const EvalOptions& o) {
   double sig = 0, noise = 0, max_abs = 0;
   int64_t elements = 0;
   for (auto [ta, tb] : pairs) {
-    if (squeeze(ta->shape) != squeeze(tb->shape))
-      qk::fail<qk::ShapeError>("shape mismatch: {}:'{}' is {} but {}:'{}' is {}", o.a, ta->name, shape_str(ta->shape),
-                               o.b, tb->name, shape_str(tb->shape));
+    if (squeeze(ta->info.shape) != squeeze(tb->info.shape))
+      qk::fail<qk::ShapeError>("shape mismatch: {}:'{}' is {} but {}:'{}' is {}", o.a, ta->name(),
+                               shape_str(ta->info.shape), o.b, tb->name(), shape_str(tb->info.shape));
     const RowMatrixXf wa = A->read_matrix(*ta);
     const RowMatrixXf wb = B->read_matrix(*tb);
     Row r;
-    r.name = ta->name;
-    r.name_b = tb->name;
-    r.shape = ta->shape;
-    r.dtype_a = ta->type_name();
-    r.dtype_b = tb->type_name();
+    r.name = ta->name();
+    r.name_b = tb->name();
+    r.shape = ta->info.shape;
+    r.dtype_a = ta->type;
+    r.dtype_b = tb->type;
     r.elements = wa.size();
     r.mse = qk::mse(wa, wb);
     r.sqnr = qk::sqnr_db(wa, wb);
     r.cosine = qk::cosine(wa, wb);
     r.max_abs = qk::max_abs_error(wa, wb);
-    if (X && ta->shape.size() == 2 && wa.cols() == X->cols()) r.rel_out = qk::relative_output_error(*X, wa, wb);
+    if (X && ta->info.shape.size() == 2 && wa.cols() == X->cols()) r.rel_out = qk::relative_output_error(*X, wa, wb);
     sig += wa.cast<double>().squaredNorm();
     noise += (wa.cast<double>() - wb.cast<double>()).squaredNorm();
     max_abs = std::max(max_abs, r.max_abs);
@@ -119,7 +128,7 @@ int run_eval(const EvalOptions& o) {
                                          : 10.0 * std::log10(sig / noise);
 
   std::optional<qk::eval::CompareResult> quality;
-  if (!o.model.tokens.empty()) quality = model_quality(*A, *B, o.model);
+  if (!o.model.tokens.empty()) quality = model_quality(A->file(), B->file(), o.model);
 
   if (o.json) {
     Json j;
@@ -190,8 +199,9 @@ int run_eval(const EvalOptions& o) {
 void setup_eval(CLI::App& app, Runner& run) {
   auto o = std::make_shared<EvalOptions>();
   auto* sub = app.add_subcommand("eval", "Per-tensor error of B against the reference A (any mix of formats)");
-  sub->add_option("a", o->a, "Reference tensor file")->required();
-  sub->add_option("b", o->b, "Candidate tensor file (quantized, dequantized as needed)")->required();
+  sub->add_option("a", o->a, "Reference tensor file (or GPTQ checkpoint directory)")->required();
+  sub->add_option("b", o->b, "Candidate tensor file or GPTQ checkpoint directory (dequantized as needed)")
+      ->required();
   sub->add_option("--calib", o->calib, "Calibration inputs X [tokens, in_features] (.npy or one-tensor file): "
                                        "also report E = ||XWᵀ − XŴᵀ||² / ||XWᵀ||²");
   sub->add_option("--tensor", o->tensor, "Compare only this tensor");

@@ -24,8 +24,10 @@ std::string lower_ext(const std::string& path) {
 void setup_quantize(CLI::App& app, Runner& run) {
   auto o = std::make_shared<QuantizeOptions>();
   auto* sub = app.add_subcommand("quantize", "Quantize a weight matrix or a whole model file");
-  sub->add_option("input", o->input, "Input: weight matrix (.npy/.safetensors) or model (.gguf/.safetensors)")
-      ->required()->check(CLI::ExistingFile);
+  sub->add_option("input", o->input,
+                  "Input: weight matrix (.npy/.safetensors) or model (.gguf/.safetensors, GPTQ checkpoint directory "
+                  "or bitsandbytes NF4 file: dequantized first)")
+      ->required()->check(CLI::ExistingPath);
   sub->add_option("-o,--output", o->output, "Output file (written to a temporary file, then renamed)")->required();
   sub->add_option("--method", o->method, "rtn | gptq | awq | smoothquant")
       ->check(CLI::IsMember({"rtn", "gptq", "awq", "smoothquant"}));

@@ -48,6 +48,7 @@
 #include "qk/core/threads.hpp"
 #include "qk/eval/llama_model.hpp"
 #include "qk/formats/ggml.hpp"
+#include "qk/formats/checkpoint.hpp"
 #include "qk/formats/gptq_hf.hpp"
 #include "qk/io/gguf.hpp"
 #include "qk/io/safetensors.hpp"
@@ -1177,8 +1178,19 @@ int run_quantize_model(const QuantizeOptions& o) {
   }
   const int threads = qk::resolve_threads(o.threads);
 
-  // ---- input
-  auto in = TensorFile::open(in_path);
+  // ---- input: a quantized checkpoint (GPTQ, bitsandbytes NF4/FP4) is read as its logical float weights, each
+  // quantized layer dequantized when its turn comes
+  const auto ckpt = qk::formats::QuantizedCheckpoint::open(in_path);
+  const TensorFile* in = &ckpt->file();
+  std::map<std::string, const qk::formats::LogicalTensor*> logical;
+  for (const auto& l : ckpt->tensors())
+    if (l.quantized()) logical[l.name()] = &l;
+  if (ckpt->quantized() && o.method != "rtn")
+    throw UsageError(fmt::format("'{}' is a GPTQ or bitsandbytes checkpoint: its weights are dequantized and "
+                                 "re-quantized with --method rtn only",
+                                 o.input));
+  if (same_file(ckpt->weights_path(), out_path))
+    throw UsageError(fmt::format("output '{}' is the input file", o.output));
   if (in->format() == qk::io::FileFormat::Npy)
     throw UsageError(fmt::format("'{}' is a single .npy array: model mode reads GGUF or safetensors models "
                                  "(matrix mode: drop --type, use --bits/--group)",
@@ -1189,13 +1201,13 @@ int run_quantize_model(const QuantizeOptions& o) {
   if (!o.calib.empty()) calib = TensorFile::open(o.calib);
 
   Planner planner{o, target, container, std::move(skip), false};
-  for (const auto& t : in->tensors()) planner.has_output = planner.has_output || is_output(t.name);
+  for (const auto& l : ckpt->tensors()) planner.has_output = planner.has_output || is_output(l.name());
   std::vector<Item> items;
-  items.reserve(in->tensors().size());
+  items.reserve(ckpt->tensors().size());
   uint64_t total_in = 0;
-  for (const auto& t : in->tensors()) {
-    items.push_back(planner.plan(t));
-    total_in += t.nbytes;
+  for (const auto& l : ckpt->tensors()) {
+    items.push_back(planner.plan(l.info));
+    total_in += l.info.nbytes;
   }
   // methods: RTN, or GPTQ/AWQ where calibration activations exist for the layer
   for (auto& it : items) {
@@ -1237,7 +1249,7 @@ int run_quantize_model(const QuantizeOptions& o) {
   // ---- output
   qk::io::WriteOptions wo;
   wo.overwrite = o.force;
-  wo.inputs = {in_path};
+  wo.inputs = {in_path, ckpt->weights_path()};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
   if (!o.calib_tokens.empty()) wo.inputs.push_back(o.calib_tokens);
   if (!o.imatrix.empty()) wo.inputs.push_back(o.imatrix);
@@ -1275,7 +1287,19 @@ int run_quantize_model(const QuantizeOptions& o) {
     const Item& it = items[i];
     const TensorInfo& t = *it.in;
     progress.update(static_cast<int64_t>(i), t.name, done, true);
-    const auto bytes = in->bytes(t);
+    // a quantized layer of a checkpoint: its dequantized float32 values stand in for the file's bytes
+    const auto lt = logical.find(t.name);
+    const bool dequantized = lt != logical.end();
+    qk::io::RowMatrixXf deq;
+    if (dequantized) deq = ckpt->read_matrix(*lt->second);
+    const auto bytes = dequantized ? std::span<const std::byte>(reinterpret_cast<const std::byte*>(deq.data()),
+                                                                static_cast<size_t>(deq.size()) * sizeof(float))
+                                   : in->bytes(t);
+    // pages of the mapping are given back once read; the buffer of a dequantized layer is freed with it
+    auto release_pages = [dequantized](const std::byte* p, size_t n) {
+      if (!dequantized) qtool::release_pages(p, n);
+    };
+    auto read_in = [&](const TensorInfo& ti) { return dequantized ? deq : in->read_matrix(ti); };
     const std::string where = fmt::format("{}: tensor '{}'", o.input, t.name);
     if (const auto rf = prepared.floats.find(t.name); rf != prepared.floats.end()) {
       // a norm weight with AWQ's 1/s folded in (a Copy or ToPlain item: written in the item's output type)
@@ -1300,7 +1324,7 @@ int run_quantize_model(const QuantizeOptions& o) {
         std::vector<std::byte> out(it.out_bytes);
         const size_t es = qk::io::dtype_size(it.out_dtype);
         if (t.dtype == DType::Ggml) {
-          const qk::io::RowMatrixXf m = in->read_matrix(t);
+          const qk::io::RowMatrixXf m = read_in(t);
           float_to_plain(m.data(), m.size(), it.out_dtype, out.data());
         } else {
           const int64_t step = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(it.cols, 1));
@@ -1331,7 +1355,7 @@ int run_quantize_model(const QuantizeOptions& o) {
           out.swap(pre->second);
           release_pages(bytes.data(), bytes.size());
         } else if (it.method == "gptq" || it.method == "awq") {
-          const qk::io::RowMatrixXf W = in->read_matrix(t);
+          const qk::io::RowMatrixXf W = read_in(t);
           const qk::io::RowMatrixXf X = calib->read_matrix(calib->tensor(t.name));
           qk::ggml::GgmlGrid grid(it.gtype);
           quantize_onto_grid(it.method, W, X, grid, o, where);
@@ -1340,7 +1364,7 @@ int run_quantize_model(const QuantizeOptions& o) {
           out.swap(enc);
           release_pages(bytes.data(), bytes.size());
         } else if (t.dtype == DType::Ggml) {
-          const qk::io::RowMatrixXf m = in->read_matrix(t);
+          const qk::io::RowMatrixXf m = read_in(t);
           if (!qk::detail::all_finite(m.data(), m.size())) qk::fail<qk::NumericError>("{}: NaN or Inf values", where);
           qk::ggml::quantize_rows(it.gtype, m.data(), it.rows, it.cols, out.data(), importance, threads);
         } else {
@@ -1373,7 +1397,7 @@ int run_quantize_model(const QuantizeOptions& o) {
         break;
       }
       case Item::ToNf4: {
-        const qk::io::RowMatrixXf W = in->read_matrix(t);
+        const qk::io::RowMatrixXf W = read_in(t);
         release_pages(bytes.data(), bytes.size());
         if (!qk::detail::all_finite(W.data(), W.size())) qk::fail<qk::NumericError>("{}: NaN or Inf values", where);
         qk::Nf4Options no;
@@ -1386,7 +1410,7 @@ int run_quantize_model(const QuantizeOptions& o) {
         break;
       }
       case Item::ToInt: {
-        const qk::io::RowMatrixXf W = in->read_matrix(t);
+        const qk::io::RowMatrixXf W = read_in(t);
         release_pages(bytes.data(), bytes.size());
         if (!qk::detail::all_finite(W.data(), W.size())) qk::fail<qk::NumericError>("{}: NaN or Inf values", where);
         const qk::QuantScheme s = target.group == 0 ? qk::QuantScheme::per_channel(target.bits, o.sym, false)
@@ -1465,7 +1489,7 @@ int run_quantize_model(const QuantizeOptions& o) {
     for (const auto& it : items) {
       j.obj();
       j.kv("name", it.in->name).kv("shape", shape_str(it.in->shape));
-      j.kv("in_type", it.in->type_name()).kv("out_type", it.out_type);
+      j.kv("in_type", ckpt->tensor(it.in->name).type).kv("out_type", it.out_type);
       j.kv("bytes", static_cast<size_t>(it.out_bytes)).kv("method", it.method);
       j.kv("fallback", it.fallback).kv("note", it.note);
       j.end();

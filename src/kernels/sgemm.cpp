@@ -65,6 +65,13 @@ struct AlignedFree {
 };
 using Buffer = std::unique_ptr<float, AlignedFree>;
 
+Buffer alloc_floats(int64_t n) {
+  const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+  if (!p) throw std::bad_alloc();
+  return Buffer(p);
+}
+
 // Packing space of the calling thread, kept between calls: a fresh allocation per call was an mmap/munmap pair
 // for these sizes, and every munmap of a multithreaded process interrupts the other cores to flush their TLBs
 // (a fifth of the time of the 2-thread Hessian). It only grows, to at most (MC + NC) x KC floats (about 5 MB),
@@ -179,6 +186,80 @@ void check_view(const char* what, const void* p, int64_t rows, int64_t cols) {
 }  // namespace
 
 const char* sgemm_kernel_name() { return active_kernel().name; }
+
+void ssyrk_lower(int64_t n, int64_t k, float alpha, SgemmView A, float beta, SgemmMutView C, int threads) {
+  if (n < 0 || k < 0) fail<InvalidArgument>("ssyrk_lower: negative size {}x{}", n, k);
+  check_view("A", A.p, n, k);
+  check_view("C", C.p, n, n);
+  if (n == 0) return;
+  if (k == 0 || alpha == 0.0f) {
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = j; i < n; ++i) {
+        float& c = C.p[i * C.rs + j * C.cs];
+        c = beta == 0.0f ? 0.0f : beta * c;
+      }
+    return;
+  }
+  const SgemmKernel& K = active_kernel();
+  const int mr = K.mr, nr = K.nr;
+  const int64_t kc_max = std::min(kKc, k);
+  const int64_t mc = std::max<int64_t>(mr, kMcTarget / mr * mr);
+  const int64_t a_pad = (n + mr - 1) / mr * mr, b_pad = (n + nr - 1) / nr * nr;
+  // One packed slice of A (as MR-row panels) and of Aᵀ (as NR-column panels), shared by the threads.
+  Buffer pack = alloc_floats((a_pad + b_pad) * kc_max);
+  float* const ap_all = pack.get();
+  float* const bp_all = pack.get() + a_pad * kc_max;
+  const SgemmView At{A.p, A.cs, A.rs};
+  const bool c_colmajor = C.rs == 1;
+  const int64_t blocks = (n + mc - 1) / mc;
+  int nt = resolve_threads(threads);
+  if (omp_in_parallel() || static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(k) < double(1 << 22))
+    nt = 1;
+#pragma omp parallel num_threads(nt)
+  {
+    alignas(64) float tile[32 * 16];
+    const int me = omp_get_thread_num(), team = omp_get_num_threads();
+    for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, k - p0);
+      const float b_eff = p0 == 0 ? beta : 1.0f;
+      {  // this thread's share of both packs, in whole micro-panels
+        const int64_t pa = a_pad / mr, pb = b_pad / nr;
+        const int64_t a0 = pa * me / team * mr, a1 = std::min(n, pa * (me + 1) / team * mr);
+        const int64_t b0 = pb * me / team * nr, b1 = std::min(n, pb * (me + 1) / team * nr);
+        if (a1 > a0) K.pack_a(A, a0, a1 - a0, p0, kc, ap_all + a0 * kc);
+        if (b1 > b0) K.pack_b(At, p0, kc, b0, b1 - b0, bp_all + b0 * kc);
+      }
+#pragma omp barrier
+      // Row blocks, the longest (bottom) first; each covers the columns up to its last row.
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = blocks - 1; blk >= 0; --blk) {
+        const int64_t i0 = blk * mc, i1 = std::min(n, i0 + mc);
+        for (int64_t j0 = 0; j0 < i1; j0 += nr) {
+          const int64_t cols = std::min<int64_t>(nr, n - j0);
+          const float* bp = bp_all + j0 * kc;
+          for (int64_t ig = i0; ig < i1; ig += mr) {
+            const int64_t rows = std::min<int64_t>(mr, i1 - ig);
+            if (j0 > ig + rows - 1) continue;  // the tile lies above the diagonal
+            const float* ap = ap_all + ig * kc;
+            float* c = C.p + ig * C.rs + j0 * C.cs;
+            const bool below = j0 + cols - 1 <= ig;
+            if (below && c_colmajor && rows == mr && cols == nr) {
+              K.fn(kc, ap, bp, c, C.cs, alpha, b_eff);
+            } else {
+              K.fn(kc, ap, bp, tile, mr, 1.0f, 0.0f);
+              for (int64_t j = 0; j < cols; ++j)
+                for (int64_t i = std::max<int64_t>(0, j0 + j - ig); i < rows; ++i) {
+                  float& cij = c[i * C.rs + j * C.cs];
+                  const float v = alpha * tile[i + j * mr];
+                  cij = b_eff == 0.0f ? v : v + b_eff * cij;
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+}
 
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView B, float beta, SgemmMutView C,
            int threads, SgemmTriangle tri) {

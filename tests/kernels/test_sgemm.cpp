@@ -146,6 +146,39 @@ TEST_F(Sgemm, TriangularOperandsSkipTheirZeroBlocks) {
                InvalidArgument);
 }
 
+TEST_F(Sgemm, SymmetricRankKLowerTriangle) {
+  uint32_t seed = 500;
+  for (int64_t n : {1, 7, 33, 45, 200, 401})
+    for (int64_t k : {1, 17, 400})
+      for (int layout = 0; layout < 4; ++layout) {
+        const bool a_rm = layout & 1;
+        const float beta = (layout & 2) ? 0.5f : 0.0f;
+        std::mt19937 g(seed++);
+        Mat A(n, k, a_rm), C(n, n, false);
+        fill(A, g);
+        fill(C, g);
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t i = 0; i < n; ++i)
+            if (i < j || beta == 0.0f) C.at(i, j) = std::nanf("");  // upper: never touched; lower: garbage for beta 0
+        const Mat C0 = C;
+        ssyrk_lower(n, k, -1.5f, A.view(), beta, C.mut(), (layout & 1) + 1);
+        const double tol = 4e-7 * static_cast<double>(k + 4) * 1.5 + 1e-6;
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t i = 0; i < n; ++i) {
+            if (i < j) {
+              ASSERT_TRUE(std::isnan(C.at(i, j))) << "upper triangle written at [" << i << "," << j << "]";
+              continue;
+            }
+            double ref = 0;
+            for (int64_t p = 0; p < k; ++p) ref += double(A.at(i, p)) * double(A.at(j, p));
+            ref *= -1.5;
+            if (beta != 0.0f) ref += double(beta) * double(C0.at(i, j));
+            ASSERT_NEAR(C.at(i, j), ref, tol) << "n=" << n << " k=" << k << " layout " << layout << " at [" << i
+                                              << "," << j << "]";
+          }
+      }
+}
+
 TEST_F(Sgemm, DegenerateSizes) {
   std::vector<float> c(6, 2.0f);
   const float a = 1.0f;

@@ -42,6 +42,11 @@ enum class SgemmTriangle {
 void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView B, float beta, SgemmMutView C,
            int threads = 1, SgemmTriangle tri = SgemmTriangle::none);
 
+// Symmetric rank-k update of a lower triangle: C = alpha · A · Aᵀ + beta · C for i >= j (A: n x k, C: n x n); the
+// strict upper triangle of C is neither read nor written. Each depth slice of A is packed once (as the left and the
+// right operand) and shared by the threads, which take row blocks of the triangle.
+void ssyrk_lower(int64_t n, int64_t k, float alpha, SgemmView A, float beta, SgemmMutView C, int threads = 1);
+
 // Name of the micro-kernel active_isa() selects, e.g. "qk_sgemm_32x12__avx512".
 const char* sgemm_kernel_name();
 

@@ -89,21 +89,10 @@ void trmm_left_lower(CType&& C, const LType& L, const BType& B, float alpha, flo
   gemm(C, L, B, alpha, beta, threads, kernels::SgemmTriangle::a_lower);
 }
 
-// S (k x k, lower triangle kept) += Xᵀ X for X (t x k).
+// S (k x k, lower triangle kept) += Xᵀ X for X (t x k): one symmetric rank-t update on qk's GEMM kernels.
 template <typename XType>
 void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
-  const int64_t k = X.cols();
-  const int64_t tile = k <= 256 ? k : 256;
-  const int64_t nt = (k + tile - 1) / tile;
-  std::vector<std::pair<int64_t, int64_t>> tiles;
-  for (int64_t i = 0; i < nt; ++i)
-    for (int64_t j = 0; j <= i; ++j) tiles.emplace_back(i, j);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles.size() > 1)
-  for (size_t t = 0; t < tiles.size(); ++t) {
-    const int64_t i0 = tiles[t].first * tile, j0 = tiles[t].second * tile;
-    const int64_t ni = std::min(tile, k - i0), nj = std::min(tile, k - j0);
-    gemm(S.block(i0, j0, ni, nj), X.middleCols(i0, ni).transpose(), X.middleCols(j0, nj), 1.0f, 1.0f);
-  }
+  kernels::ssyrk_lower(X.cols(), X.rows(), 1.0f, sview(X.transpose()), 1.0f, smview(S), threads);
 }
 
 // dst = src between storage orders (row-major <-> column-major), in 32 x 32 tiles walked along dst's storage order,

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "../io/json.hpp"
+
 namespace qk::formats {
 
 namespace fs = std::filesystem;
@@ -44,124 +46,17 @@ std::vector<T> copy_of(const io::TensorFile& f, const TensorInfo& t) {
   return v;
 }
 
-// A small JSON reader for the bitsandbytes quant state (an object of strings, numbers and number arrays).
-struct JsonValue {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  double number = 0;
-  bool flag = false;
-  std::string text;
-  std::vector<JsonValue> items;
-  std::map<std::string, JsonValue> members;
-};
-
-class JsonParser {
- public:
-  JsonParser(std::string_view s, std::string what) : s_(s), what_(std::move(what)) {}
-  JsonValue parse() {
-    JsonValue v = value(0);
-    ws();
-    if (i_ != s_.size()) error("trailing characters");
-    return v;
-  }
-
- private:
-  [[noreturn]] void error(std::string_view msg) const {
-    fail<FormatError>("{}: invalid JSON at byte {}: {}", what_, i_, msg);
-  }
-  void ws() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  bool eat(char c) {
-    ws();
-    if (i_ < s_.size() && s_[i_] == c) {
-      ++i_;
-      return true;
-    }
-    return false;
-  }
-  std::string string() {
-    if (!eat('"')) error("expected a string");
-    std::string out;
-    while (true) {
-      if (i_ >= s_.size()) error("unterminated string");
-      const char c = s_[i_++];
-      if (c == '"') return out;
-      if (c == '\\') {
-        if (i_ >= s_.size()) error("unterminated escape");
-        const char e = s_[i_++];
-        if (e == 'u') {
-          if (i_ + 4 > s_.size()) error("short \\u escape");
-          i_ += 4;
-          out += '?';
-        } else {
-          out += e == 'n' ? '\n' : e == 't' ? '\t' : e;
-        }
-      } else {
-        out += c;
-      }
-    }
-  }
-  JsonValue value(int depth) {
-    if (depth > 32) error("nesting too deep");
-    ws();
-    if (i_ >= s_.size()) error("unexpected end");
-    JsonValue v;
-    const char c = s_[i_];
-    if (c == '"') {
-      v.kind = JsonValue::String;
-      v.text = string();
-    } else if (c == '{') {
-      ++i_;
-      v.kind = JsonValue::Object;
-      if (eat('}')) return v;
-      do {
-        ws();
-        std::string k = string();
-        if (!eat(':')) error("expected ':'");
-        v.members[k] = value(depth + 1);
-      } while (eat(','));
-      if (!eat('}')) error("expected '}'");
-    } else if (c == '[') {
-      ++i_;
-      v.kind = JsonValue::Array;
-      if (eat(']')) return v;
-      do v.items.push_back(value(depth + 1));
-      while (eat(','));
-      if (!eat(']')) error("expected ']'");
-    } else if (s_.substr(i_, 4) == "true" || s_.substr(i_, 5) == "false") {
-      v.kind = JsonValue::Bool;
-      v.flag = s_[i_] == 't';
-      i_ += v.flag ? 4 : 5;
-    } else if (s_.substr(i_, 4) == "null") {
-      i_ += 4;
-    } else {
-      size_t j = i_;
-      while (j < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[j])) || s_[j] == '-' || s_[j] == '+' ||
-                               s_[j] == '.' || s_[j] == 'e' || s_[j] == 'E'))
-        ++j;
-      if (j == i_) error("unexpected character");
-      auto r = std::from_chars(s_.data() + i_, s_.data() + j, v.number);
-      if (r.ec != std::errc() || r.ptr != s_.data() + j) error("bad number");
-      v.kind = JsonValue::Number;
-      i_ = j;
-    }
-    return v;
-  }
-
-  std::string_view s_;
-  std::string what_;
-  size_t i_ = 0;
-};
+using io::detail::Json;
 
 // A positive integer member of a JSON object.
-int64_t json_int(const JsonValue& o, const char* key, const std::string& what, bool required, int64_t dflt = 0) {
-  auto it = o.members.find(key);
-  if (it == o.members.end() || it->second.kind == JsonValue::Null) {
+int64_t json_int(const Json& o, const char* key, const std::string& what, bool required, int64_t dflt = 0) {
+  const Json* v = o.find(key);
+  if (!v || v->kind == Json::Null) {
     if (required) fail<FormatError>("{}: no \"{}\"", what, key);
     return dflt;
   }
-  const double d = it->second.number;
-  if (it->second.kind != JsonValue::Number || d != static_cast<double>(static_cast<int64_t>(d)) || d <= 0 || d > 1e15)
+  const double d = v->number;
+  if (v->kind != Json::Number || d != static_cast<double>(static_cast<int64_t>(d)) || d <= 0 || d > 1e15)
     fail<FormatError>("{}: \"{}\" is not a positive integer", what, key);
   return static_cast<int64_t>(d);
 }
@@ -315,19 +210,21 @@ void QuantizedCheckpoint::build() {
     const TensorInfo* st = part(t.name, base, true);
     need(*st, DType::U8, 1, "bitsandbytes quant state JSON");
     const auto sb = f.bytes(*st);
-    const JsonValue js = JsonParser(std::string_view(reinterpret_cast<const char*>(sb.data()), sb.size()), what).parse();
-    if (js.kind != JsonValue::Object) fail<FormatError>("{}: the quant state is not a JSON object", what);
+    const Json js =
+        io::detail::JsonParser(std::string_view(reinterpret_cast<const char*>(sb.data()), sb.size()), what,
+                               "quant state JSON")
+            .document();
+    if (js.kind != Json::Object) fail<FormatError>("{}: the quant state is not a JSON object", what);
     std::string qtype = t.name.substr(at + kBnbState.size());
-    if (auto it = js.members.find("quant_type"); it != js.members.end() && it->second.kind == JsonValue::String)
-      qtype = it->second.text;
+    if (const Json* v = js.find("quant_type"); v && v->kind == Json::String) qtype = v->text;
     if (qtype != "nf4" && qtype != "fp4") fail<FormatError>("{}: quant_type '{}' is neither nf4 nor fp4", what, qtype);
-    auto sh = js.members.find("shape");
-    if (sh == js.members.end() || sh->second.kind != JsonValue::Array || sh->second.items.empty())
+    const Json* sh = js.find("shape");
+    if (!sh || sh->kind != Json::Array || sh->items.empty())
       fail<FormatError>("{}: the quant state has no \"shape\" array", what);
     std::vector<int64_t> shape;
     int64_t n = 1;
-    for (const auto& d : sh->second.items) {
-      if (d.kind != JsonValue::Number || d.number <= 0 || d.number > 1e12 ||
+    for (const auto& d : sh->items) {
+      if (d.kind != Json::Number || d.number <= 0 || d.number > 1e12 ||
           d.number != static_cast<double>(static_cast<int64_t>(d.number)))
         fail<FormatError>("{}: \"shape\" holds a value that is not a positive integer", what);
       shape.push_back(static_cast<int64_t>(d.number));
@@ -355,10 +252,10 @@ void QuantizedCheckpoint::build() {
         fail<FormatError>("{}: tensor '{}' is missing (part of the quantized layer '{}')", fname,
                           base + (nam ? ".nested_quant_map" : ".nested_absmax"), base);
       b.nested_blocksize = json_int(js, "nested_blocksize", what, true);
-      auto off = js.members.find("nested_offset");
-      if (off == js.members.end() || off->second.kind != JsonValue::Number)
+      const Json* off = js.find("nested_offset");
+      if (!off || off->kind != Json::Number)
         fail<FormatError>("{}: the quant state has no numeric \"nested_offset\"", what);
-      b.nested_offset = static_cast<float>(off->second.number);
+      b.nested_offset = static_cast<float>(off->number);
       need(*am, DType::U8, 1, "8-bit absmax codes");
       need(*nam, DType::F32, 1, "nested_absmax");
       need(*nqm, DType::F32, 1, "nested_quant_map [256]");

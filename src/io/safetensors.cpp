@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "detail.hpp"
+#include "json.hpp"
 
 namespace qk::io {
 
@@ -27,220 +28,8 @@ constexpr StDtype kDtypes[] = {
     {"F64", DType::F64},   {"I64", DType::I64}, {"U64", DType::U64},
 };
 
-// ---------------------------------------------------------------------------------------------- JSON
-// A small strict JSON parser (RFC 8259) for the header: objects keep their key order, numbers keep their text.
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  bool b = false;
-  std::string text;  // String: decoded UTF-8; Number: the literal
-  std::vector<Json> items;          // Array elements; Object member values
-  std::vector<std::string> keys;    // Object member names, parallel to items
-};
-
-class JsonParser {
- public:
-  JsonParser(std::string_view s, const std::string& file) : s_(s), file_(file) {}
-  Json document() {
-    ws();
-    Json v = value(0);
-    ws();
-    if (i_ != s_.size()) bad("text after the JSON value");
-    return v;
-  }
-
- private:
-  [[noreturn]] void bad(std::string_view what) const {
-    fail<FormatError>("{}: bad safetensors header JSON at byte {}: {}", file_, i_, what);
-  }
-  bool eof() const { return i_ >= s_.size(); }
-  char peek() const {
-    if (eof()) bad("unexpected end of the header");
-    return s_[i_];
-  }
-  void ws() {
-    while (!eof() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
-  }
-  void expect(char c) {
-    if (peek() != c) bad(fmt::format("expected '{}'", c));
-    ++i_;
-  }
-  void literal(std::string_view w) {
-    if (s_.substr(i_, w.size()) != w) bad("unknown literal");
-    i_ += w.size();
-  }
-  Json value(int depth) {
-    if (depth > 64) bad("nested more than 64 deep");
-    Json v;
-    const char c = peek();
-    if (c == '{') {
-      v.kind = Json::Object;
-      ++i_;
-      ws();
-      if (peek() == '}') {
-        ++i_;
-        return v;
-      }
-      for (;;) {
-        ws();
-        std::string k = string();
-        ws();
-        expect(':');
-        ws();
-        v.keys.push_back(std::move(k));
-        v.items.push_back(value(depth + 1));
-        ws();
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect('}');
-        return v;
-      }
-    }
-    if (c == '[') {
-      v.kind = Json::Array;
-      ++i_;
-      ws();
-      if (peek() == ']') {
-        ++i_;
-        return v;
-      }
-      for (;;) {
-        ws();
-        v.items.push_back(value(depth + 1));
-        ws();
-        if (peek() == ',') {
-          ++i_;
-          continue;
-        }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::String;
-      v.text = string();
-      return v;
-    }
-    if (c == 't') {
-      literal("true");
-      v.kind = Json::Bool;
-      v.b = true;
-      return v;
-    }
-    if (c == 'f') {
-      literal("false");
-      v.kind = Json::Bool;
-      return v;
-    }
-    if (c == 'n') {
-      literal("null");
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      v.kind = Json::Number;
-      v.text = number();
-      return v;
-    }
-    bad(fmt::format("unexpected character 0x{:02x}", static_cast<unsigned char>(c)));
-  }
-  std::string number() {
-    const size_t start = i_;
-    auto digits = [&] {
-      const size_t d0 = i_;
-      while (!eof() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-      if (i_ == d0) bad("malformed number");
-    };
-    if (peek() == '-') ++i_;
-    if (peek() == '0') ++i_;
-    else digits();
-    if (!eof() && s_[i_] == '.') {
-      ++i_;
-      digits();
-    }
-    if (!eof() && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      ++i_;
-      if (!eof() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
-      digits();
-    }
-    return std::string(s_.substr(start, i_ - start));
-  }
-  unsigned hex4() {
-    unsigned v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = peek();
-      ++i_;
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-      else bad("bad \\u escape");
-    }
-    return v;
-  }
-  static void put_utf8(std::string& o, unsigned cp) {
-    if (cp < 0x80) {
-      o += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      o += static_cast<char>(0xC0 | (cp >> 6));
-      o += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      o += static_cast<char>(0xE0 | (cp >> 12));
-      o += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      o += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      o += static_cast<char>(0xF0 | (cp >> 18));
-      o += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      o += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      o += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-  std::string string() {
-    expect('"');
-    std::string o;
-    for (;;) {
-      const char c = peek();
-      ++i_;
-      if (c == '"') return o;
-      if (static_cast<unsigned char>(c) < 0x20) bad("control character in a string");
-      if (c != '\\') {
-        o += c;
-        continue;
-      }
-      const char e = peek();
-      ++i_;
-      switch (e) {
-        case '"': o += '"'; break;
-        case '\\': o += '\\'; break;
-        case '/': o += '/'; break;
-        case 'b': o += '\b'; break;
-        case 'f': o += '\f'; break;
-        case 'n': o += '\n'; break;
-        case 'r': o += '\r'; break;
-        case 't': o += '\t'; break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00) {
-            if (s_.substr(i_, 2) != "\\u") bad("lone surrogate");
-            i_ += 2;
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo >= 0xE000) bad("bad surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp < 0xE000) {
-            bad("lone surrogate");
-          }
-          put_utf8(o, cp);
-          break;
-        }
-        default: bad("unknown escape");
-      }
-    }
-  }
-
-  std::string_view s_;
-  const std::string& file_;
-  size_t i_ = 0;
-};
+using detail::Json;
+using detail::JsonParser;
 
 bool to_u64(const Json& j, uint64_t& out) {
   if (j.kind != Json::Number || j.text.empty() || j.text[0] == '-') return false;
@@ -285,7 +74,7 @@ Parsed parse_safetensors(std::span<const std::byte> data, const std::string& fil
   const uint64_t buf_start = 8 + n;
   const uint64_t buf_size = data.size() - buf_start;
   if (text.empty() || text[0] != '{') fail<FormatError>("{}: safetensors header does not start with '{{'", file);
-  Json root = JsonParser(text, file).document();
+  Json root = JsonParser(text, file, "safetensors header JSON").document();
   if (root.kind != Json::Object) fail<FormatError>("{}: safetensors header is not a JSON object", file);
 
   Parsed p;

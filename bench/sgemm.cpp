@@ -1,6 +1,6 @@
 // The f32 GEMM of qk/kernels/sgemm.hpp against Eigen's product on the shapes GPTQ and AWQ spend their time in:
 // square 1024..4096 products, the lazy-batch update (4096 rows x 3968 columns x depth 128) and the Hessian's
-// Xᵀ X tiles (256 x 256 x 4096 tokens). GFLOP/s counts 2·m·n·k.
+// symmetric rank-k update XᵀX (ssyrk_lower, 4096² from 4096 tokens). GFLOP/s counts 2·m·n·k.
 //
 //   bench_sgemm --benchmark_filter='square/4096'
 #include <cstdint>
@@ -53,16 +53,20 @@ void BM_eigen(benchmark::State& st, int64_t m, int64_t n, int64_t k) {
   counters(st, m, n, k, threads);
 }
 
-// The Hessian tile: S (256 x 256) += Xᵀ X over 4096 tokens, X row-major.
-void BM_qk_gram_tile(benchmark::State& st) {
-  const int64_t t = 4096, w = 256;
-  const Eigen::MatrixXf Xc = random(w, t, 4);  // Xᵀ stored column-major = X row-major (t x w)
-  Eigen::MatrixXf S = Eigen::MatrixXf::Zero(w, w);
+// The Hessian: S (lower triangle, 4096 x 4096) += Xᵀ X over 4096 tokens, X row-major; GFLOP/s counts the
+// triangle's multiply-adds (n²·k, half of the full product).
+void BM_qk_syrk(benchmark::State& st) {
+  const int threads = static_cast<int>(st.range(0));
+  const int64_t t = 4096, n = 4096;
+  const Eigen::MatrixXf Xc = random(n, t, 4);  // Xᵀ stored column-major = X row-major (t x n)
+  Eigen::MatrixXf S = Eigen::MatrixXf::Constant(n, n, 0.5f);
   for (auto _ : st) {
-    qk::kernels::sgemm(w, w, t, 1.0f, {Xc.data(), 1, w}, {Xc.data(), w, 1}, 1.0f, {S.data(), 1, w}, 1);
+    qk::kernels::ssyrk_lower(n, t, 1.0f, {Xc.data(), 1, n}, 1.0f, {S.data(), 1, n}, threads);
     benchmark::DoNotOptimize(S.data());
   }
-  counters(st, w, w, t, 1);
+  st.counters["threads"] = threads;
+  st.counters["GFLOP/s"] = benchmark::Counter(double(n) * double(n) * double(t),
+                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 }  // namespace
@@ -73,5 +77,5 @@ BENCHMARK_CAPTURE(BM_qk, square/4096, 4096, 4096, 4096)->Arg(1)->Arg(2)->UseReal
 BENCHMARK_CAPTURE(BM_eigen, square/4096, 4096, 4096, 4096)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_qk, gptq_update/4096x3968x128, 4096, 3968, 128)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_eigen, gptq_update/4096x3968x128, 4096, 3968, 128)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_qk_gram_tile)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_qk_syrk)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

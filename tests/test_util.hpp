@@ -3,7 +3,10 @@
 //  - tests/data (QK_TEST_DATA): small fixtures committed with the tests, always present;
 //  - QK_REFERENCE_DATA (configure-time -DQK_REFERENCE_DATA=../shared/data): larger conformance data.
 //    Tests that need it call QK_REQUIRE_REFERENCE(subpath) and skip with a message when it is absent.
+#include <sys/wait.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -13,6 +16,8 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Core>
+
+#include <fmt/format.h>
 
 namespace qk::test {
 
@@ -33,6 +38,33 @@ inline std::filesystem::path reference_data(const std::string& rel) {
   if (var.empty())                                                                                      \
   GTEST_SKIP() << "reference data '" << (rel)                                                           \
                << "' not available: configure with -DQK_REFERENCE_DATA=<path to shared/data> to run this"
+
+// The whole content of a file ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// What one run of a program printed and its exit code (-1 when it did not exit normally).
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs `exe args` through the shell, stdout and stderr captured through two files in `work_dir` (removed after).
+inline RunResult run_program(const std::string& exe, const std::string& args, const std::filesystem::path& work_dir) {
+  const std::filesystem::path o = work_dir / "stdout.txt", e = work_dir / "stderr.txt";
+  const std::string cmd = fmt::format("\"{}\" {} >\"{}\" 2>\"{}\"", exe, args, o.string(), e.string());
+  const int st = std::system(cmd.c_str());
+  RunResult r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(o);
+  r.err = slurp(e);
+  std::error_code ec;
+  std::filesystem::remove(o, ec);
+  std::filesystem::remove(e, ec);
+  return r;
+}
 
 // A deterministic generator: every test seeds its own (XNNPACK's replicable random device idea).
 inline std::mt19937_64 rng(uint64_t seed = 0x9e3779b97f4a7c15ULL) { return std::mt19937_64(seed); }

@@ -36,15 +36,9 @@ const fs::path kExamples = fs::path(QK_TEST_DATA) / ".." / ".." / "examples" / "
 const fs::path kStories = kExamples / "stories260K-f32.gguf";
 const fs::path kEvalTokens = kExamples / "stories260K.eval-tokens.i32";
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = qk::test::RunResult;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using qk::test::slurp;
 
 class CalibratedQuantize : public ::testing::Test {
  protected:
@@ -58,18 +52,7 @@ class CalibratedQuantize : public ::testing::Test {
     std::error_code ec;
     if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
-  Result qtool(const std::string& args) {
-    const fs::path o = dir_ / "stdout.txt", e = dir_ / "stderr.txt";
-    const std::string cmd = fmt::format("\"{}\" {} >\"{}\" 2>\"{}\"", QK_QTOOL, args, o.string(), e.string());
-    const int st = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
-    fs::remove(o);
-    fs::remove(e);
-    return r;
-  }
+  Result qtool(const std::string& args) { return qk::test::run_program(QK_QTOOL, args, dir_); }
   static std::string q(const fs::path& p) { return fmt::format("\"{}\"", p.string()); }
   std::vector<std::string> entries() const {
     std::vector<std::string> v;

@@ -36,10 +36,7 @@ using qk::io::TensorFile;
 #define QK_QTOOL ""
 #endif
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using qk::test::slurp;
 
 void write_text(const fs::path& p, const std::string& s) {
   std::ofstream f(p, std::ios::binary);
@@ -60,10 +57,7 @@ qk::QuantizedTensor quantize_fp16_scales(const qk::RowMatrixXf& W, int bits, int
   return qk::quantize(W, s, &p);
 }
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = qk::test::RunResult;
 
 // The number after "key": in the JSON object that follows "name":"NAME" (qtool's compact JSON).
 double json_field(const std::string& js, const std::string& name, const std::string& key) {
@@ -120,18 +114,7 @@ class CheckpointTest : public ::testing::Test {
     return d;
   }
 
-  Result qtool(const std::string& args) {
-    const fs::path o = dir_ / "stdout.txt", e = dir_ / "stderr.txt";
-    const std::string cmd = fmt::format("\"{}\" {} >\"{}\" 2>\"{}\"", QK_QTOOL, args, o.string(), e.string());
-    const int st = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
-    fs::remove(o);
-    fs::remove(e);
-    return r;
-  }
+  Result qtool(const std::string& args) { return qk::test::run_program(QK_QTOOL, args, dir_); }
   bool have_qtool() const { return !std::string(QK_QTOOL).empty(); }
   // A float model: two linear weights (one F16), an embedding and a norm.
   fs::path write_float_model() {

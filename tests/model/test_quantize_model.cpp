@@ -40,15 +40,9 @@ using qk::io::TensorInfo;
 
 const fs::path kStories = fs::path(QK_TEST_DATA) / ".." / ".." / "examples" / "models" / "stories260K-f32.gguf";
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = qk::test::RunResult;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using qk::test::slurp;
 
 class QuantizeModel : public ::testing::Test {
  protected:
@@ -63,18 +57,7 @@ class QuantizeModel : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
 
-  Result qtool(const std::string& args) {
-    const fs::path o = dir_ / "stdout.txt", e = dir_ / "stderr.txt";
-    const std::string cmd = fmt::format("\"{}\" {} >\"{}\" 2>\"{}\"", QK_QTOOL, args, o.string(), e.string());
-    const int st = std::system(cmd.c_str());
-    Result r;
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
-    fs::remove(o);
-    fs::remove(e);
-    return r;
-  }
+  Result qtool(const std::string& args) { return qk::test::run_program(QK_QTOOL, args, dir_); }
   std::string q(const fs::path& p) { return "\"" + p.string() + "\""; }
   // Entries of the work directory other than the given ones (temporaries left behind).
   std::vector<std::string> leftovers(std::initializer_list<std::string> expected) {

@@ -105,6 +105,20 @@ void scale_c(int64_t m, int64_t n, float beta, const SgemmMutView& C) {
     }
 }
 
+// c[i, j] = alpha · tile[i, j] + beta · c[i, j] (beta == 0: c not read) for the rows x cols corner of a micro-tile
+// computed into a column-major buffer (leading dimension mr), c a view of C. Column j starts at row
+// max(0, first_row + j): first_row = (column offset - row offset) of the tile keeps only C's lower triangle, and
+// first_row = -cols keeps every row.
+void add_tile(const float* tile, int mr, int64_t rows, int64_t cols, float alpha, float beta, const SgemmMutView& C,
+              float* c, int64_t first_row) {
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = std::max<int64_t>(0, first_row + j); i < rows; ++i) {
+      float& cij = c[i * C.rs + j * C.cs];
+      const float v = alpha * tile[i + j * mr];
+      cij = beta == 0.0f ? v : v + beta * cij;
+    }
+}
+
 // One thread's product; C column-major or with any strides (tiles that are partial or not unit-stride go through a
 // small buffer). row_off / col_off: where this part's rows and columns sit in the whole product, for the triangle
 // tests.
@@ -165,12 +179,7 @@ void serial(const SgemmKernel& K, int64_t m, int64_t n, int64_t k, float alpha, 
               K.fn(hi - lo, ap, bp, c, C.cs, alpha, b_eff);
             } else {
               K.fn(hi - lo, ap, bp, tile, mr, 1.0f, 0.0f);
-              for (int64_t j = 0; j < cols; ++j)
-                for (int64_t i = 0; i < rows; ++i) {
-                  float& cij = c[i * C.rs + j * C.cs];
-                  const float v = alpha * tile[i + j * mr];
-                  cij = b_eff == 0.0f ? v : v + b_eff * cij;
-                }
+              add_tile(tile, mr, rows, cols, alpha, b_eff, C, c, -cols);
             }
           }
         }
@@ -247,12 +256,7 @@ void ssyrk_lower(int64_t n, int64_t k, float alpha, SgemmView A, float beta, Sge
               K.fn(kc, ap, bp, c, C.cs, alpha, b_eff);
             } else {
               K.fn(kc, ap, bp, tile, mr, 1.0f, 0.0f);
-              for (int64_t j = 0; j < cols; ++j)
-                for (int64_t i = std::max<int64_t>(0, j0 + j - ig); i < rows; ++i) {
-                  float& cij = c[i * C.rs + j * C.cs];
-                  const float v = alpha * tile[i + j * mr];
-                  cij = b_eff == 0.0f ? v : v + b_eff * cij;
-                }
+              add_tile(tile, mr, rows, cols, alpha, b_eff, C, c, j0 - ig);
             }
           }
         }

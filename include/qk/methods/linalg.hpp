@@ -2,7 +2,8 @@
 // Dense linear algebra the methods share, on qk's own f32 GEMM (qk/kernels/sgemm.hpp: AVX-512 / AVX2 / portable
 // micro-kernels chosen at run time, so the speed does not depend on the build's -march), multithreaded with OpenMP:
 //  - gemm / trmm_right_lower / trmm_left_lower: products of Eigen blocks (any storage order, no copies);
-//  - gram_accumulate: S += Xᵀ X (lower triangle) tile by tile, the tiles spread over threads;
+//  - gram_accumulate: S += Xᵀ X (lower triangle), one symmetric rank-k update (kernels::ssyrk_lower);
+//  - copy_blocked / symmetric_from_lower: storage-order copies and symmetrization in cache-sized tiles;
 //  - inverse_cholesky_upper: the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), as GPTQ needs it, from a blocked
 //    Cholesky and a blocked triangular inverse whose O(n³) parts are GEMMs.
 // Inside an OpenMP parallel region every product runs on the calling thread; the thread count of a call made
@@ -127,25 +128,6 @@ inline Eigen::MatrixXf symmetric_from_lower(const Eigen::MatrixXf& S, float scal
         for (int64_t j = j0; j < std::min(j1, i); ++j) H(j, i) = H(i, j);
     }
   return H;
-}
-
-// Copies the lower triangle of S onto its upper triangle.
-// Blocked (32 x 32 tiles), so both the reads and the transposed writes stay in cache.
-inline void symmetrize_lower(Eigen::MatrixXf& S) {
-  const int64_t k = S.rows(), b = 32;
-  for (int64_t j0 = 0; j0 < k; j0 += b)
-    for (int64_t i0 = j0; i0 < k; i0 += b) {
-      const int64_t j1 = std::min(k, j0 + b), i1 = std::min(k, i0 + b);
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = std::max(i0, j + 1); i < i1; ++i) S(j, i) = S(i, j);
-    }
-}
-
-// C.rightCols(...) -= A * B with the rows of C (and A) split over threads.
-template <typename CType, typename AType, typename BType>
-void parallel_sub_product(CType&& C, const AType& A, const BType& B, int threads) {
-  const int64_t rows = C.rows();
-  gemm(C, A, B, -1.0f, 1.0f, rows < 64 ? 1 : threads);
 }
 
 // Lower Cholesky factor of A in place (lower triangle; the strict upper triangle is left as it was), blocked

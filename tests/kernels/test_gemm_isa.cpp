@@ -3,6 +3,7 @@
 // int32 results must be exact; f32 epilogues of the int8 and int4-x-int8 products bit-identical to scalar;
 // the f32-activation int4 product within the rounding bound of docs/kernels.md.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <iostream>
 #include <limits>
@@ -303,6 +304,30 @@ TEST_P(KernelPath, ThreadSplitsGiveIdenticalResults) {
     gemm_w4(c4.x.data(), m, k, w4, nullptr, f1.data(), n, ActQuant::per_row, ex(1));
     gemm_w4(c4.x.data(), m, k, w4, nullptr, f3.data(), n, ActQuant::per_row, ex(3));
     EXPECT_EQ(std::memcmp(f1.data(), f3.data(), f1.size() * 4), 0);
+  }
+}
+
+TEST_P(KernelPath, GemvOverHugePageWeightsMatchesScalar) {
+  // Packed weights of 2 MiB and more live on their own 2 MiB-aligned buffers (WeightAllocator); the GEMVs walk
+  // them with software prefetch running past the last tile. int8: 69 tiles x 2052 (K ragged); int4 g32 and g64.
+  const int64_t n = 1100, k = 2051;
+  const auto c = test::make_s8(1, n, k, 4242);
+  const PackedS8 w = pack_s8(c.w.data(), n, k, k, c.ws.data());
+  ASSERT_GE(w.data.size(), kHugePageBytes);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data.data()) % kHugePageBytes, 0u);
+  std::vector<int32_t> ref(static_cast<size_t>(n)), out(ref.size(), kGarbage32);
+  gemm_s8(c.a.data(), 1, k, 7, w, ref.data(), n, Exec{1, Isa::scalar});
+  gemm_s8(c.a.data(), 1, k, 7, w, out.data(), n, ex());
+  EXPECT_EQ(ref, out);
+  for (int64_t group : {32, 64}) {
+    const int64_t n4 = 601, k4 = 8192;
+    const auto c4 = test::make_w4(1, n4, k4, group, group == 64, 4343);
+    const PackedW4 w4 = pack_w4(c4.code.data(), n4, k4, k4, group, c4.scale.data(), group == 64 ? c4.zero.data() : nullptr);
+    ASSERT_GE(w4.data.size(), kHugePageBytes);
+    std::vector<float> f_ref(static_cast<size_t>(n4)), f_out(f_ref.size(), kGarbageF);
+    gemm_w4(c4.x.data(), 1, k4, w4, c4.bias.data(), f_ref.data(), n4, ActQuant::per_group, Exec{1, Isa::scalar});
+    gemm_w4(c4.x.data(), 1, k4, w4, c4.bias.data(), f_out.data(), n4, ActQuant::per_group, ex());
+    EXPECT_EQ(std::memcmp(f_ref.data(), f_out.data(), f_ref.size() * sizeof(float)), 0) << "g=" << group;
   }
 }
 

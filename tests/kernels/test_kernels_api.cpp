@@ -2,6 +2,7 @@
 // validation, and products from QuantizedTensor against float math.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include <gtest/gtest.h>
@@ -89,6 +90,26 @@ TEST(KernelPack, BadArgumentsAreRejected) {
   EXPECT_THROW(pack_w4(w4.data(), 2, 32, 32, 32, sc.data(), z.data()), InvalidArgument);
   sc[0] = 1e6f;
   EXPECT_THROW(pack_w4(w4.data(), 2, 32, 32, 32, sc.data()), InvalidArgument);   // fp16 overflow
+}
+
+TEST(KernelPack, WeightBuffersBelowAndAboveTheHugePageSize) {
+  // Small buffers come from operator new; from 2 MiB on they are 2 MiB-aligned (and advised to huge pages).
+  std::vector<int8_t, WeightAllocator<int8_t>> small(1000, 3), large(kHugePageBytes + 5, 0);
+  EXPECT_EQ(small[999], 3);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(large.data()) % kHugePageBytes, 0u);
+  for (size_t i = 0; i < large.size(); i += 4093) large[i] = static_cast<int8_t>(i % 127);
+  auto copy = large;  // copies and growth go through the same allocator
+  EXPECT_EQ(copy, large);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.data()) % kHugePageBytes, 0u);
+  small.resize(3 * kHugePageBytes, 1);  // grows from the small path into the large one
+  EXPECT_EQ(small[999], 3);
+  EXPECT_EQ(small.back(), 1);
+  // Packed weights keep their contents through a copy.
+  const auto c = test::make_s8(1, 300, 4099, 8);
+  const PackedS8 w = pack_s8(c.w.data(), 300, 4099, 4099, c.ws.data());
+  const PackedS8 w2 = w;
+  EXPECT_EQ(w2.data, w.data);
+  EXPECT_EQ(w2.at(299, 4098), c.w.back());
 }
 
 TEST(KernelCall, WrongLayoutShapesAndValuesAreRejected) {

@@ -19,6 +19,7 @@
 
 #include "qk/core/quantize.hpp"
 #include "qk/kernels/isa.hpp"
+#include "qk/kernels/weight_buffer.hpp"
 
 namespace qk::kernels {
 
@@ -45,7 +46,7 @@ struct PackedS8 {
   int64_t k_pad = 0;  // k rounded up to a multiple of 4 (padding weights are 0)
   Layout layout = Layout::s8_n16k4;
   // [n_tiles][k_pad / 4][16 columns][4 consecutive k] bytes; columns past n are zero.
-  std::vector<int8_t> data;
+  std::vector<int8_t, WeightAllocator<int8_t>> data;
   std::vector<float> scale;      // [n_tiles * 16] per-output-channel weight scale (1 for padding)
   std::vector<int32_t> col_sum;  // [n_tiles * 16] sum_k w[n, k], for activation zero-point compensation
 
@@ -89,7 +90,7 @@ struct PackedW4 {
   Layout layout = Layout::w4_n16k8;
   // [n_tiles][k / 8][64]: byte 4c + j of block b holds, for column c of the tile, code(k = 8b + j) in its low
   // nibble and code(k = 8b + 4 + j) in its high nibble. Codes are 0..15; w = scale * (code - zero).
-  std::vector<uint8_t> data;
+  std::vector<uint8_t, WeightAllocator<uint8_t>> data;
   std::vector<uint16_t> scale;  // fp16 [n_tiles][groups][16]
   std::vector<uint8_t> zero;    // [n_tiles][groups][16] when has_zero, else empty
   // GPTQ act-order: packed column j is input column perm[j], ordered so that every group is contiguous (packed

@@ -25,11 +25,6 @@ inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
   return acc;
 }
 
-// GEMV (M = 1) software prefetch distance in bytes, per weight stream (each column tile is one stream): the
-// hardware prefetcher alone leaves DRAM bandwidth unused. Measured on the reference machine (11008 x 4096 int8,
-// cold, one thread, 8 streams, under load): none 26.6, 1024 B 27.7, 2048 B 30.1, 4096 B 25.1 GB/s.
-constexpr int64_t kGemvPrefetch = 2048;
-
 // Epilogue of an MR x NT block: subtract zp * column sums, then either store int32 or scale (+ bias) to f32.
 template <int MR, int NT>
 inline void s8_epilogue(const S8Problem& p, const __m512i (&acc)[MR][NT], int64_t m, int64_t t) {
@@ -90,7 +85,11 @@ void s8_block(const S8Problem& p, const uint8_t* ap, int64_t m, int64_t t) {
 // ---- GEMV (M = 1): NT tiles, the k-quads of each split round-robin over U accumulators (int32 sums are exact,
 // so the split changes nothing): few weight streams (NT) with NT * U vpdpbusd chains in flight. Measured (cold
 // 11008 x 4096 and 4096 x 4096, one thread, under load): 2 x 4 gave 42-46 GB/s where 8 tiles x 1 (the previous
-// kernel, 8 streams) gave 36-40 and 1 x 8 39-44; hot 4096 x 4096 was unchanged.
+// kernel, 8 streams) gave 36-40 and 1 x 8 39-44; hot 4096 x 4096 was unchanged. Rechecked on the current
+// instance, one thread, weight GB/s: 2 x 4 hot 4096^2 98, cold 46 / 41; 4 x 2 91, 43 / 35; 1 x 8 87, 44 / 35.
+// No software prefetch: it was worth +10% on the first instance, but on the current one a 2048-byte lead costs
+// 5-20% (hot 4096^2 94 -> 80-85 GB/s, 11008 x 4096 52 -> 46) and gains nothing cold; bench_peak's plain
+// streaming read shows the same (39.3 GB/s without, 36.1 with).
 template <int NT, int U>
 void s8_gemv_block(const S8Problem& p, const uint8_t* a, int64_t m, int64_t t) {
   const PackedS8& w = *p.w;
@@ -103,11 +102,6 @@ void s8_gemv_block(const S8Problem& p, const uint8_t* a, int64_t m, int64_t t) {
     for (int j = 0; j < NT; ++j) acc[u][j] = _mm512_setzero_si512();
   int64_t q = 0;
   for (; q + U <= kq; q += U) {
-#pragma GCC unroll 8
-    for (int j = 0; j < NT; ++j)
-#pragma GCC unroll 8
-      for (int u = 0; u < U; ++u)
-        _mm_prefetch(reinterpret_cast<const char*>(wp + j * tb + (q + u) * 64 + kGemvPrefetch), _MM_HINT_T0);
 #pragma GCC unroll 8
     for (int u = 0; u < U; ++u) {
       const __m512i av = _mm512_set1_epi32(static_cast<int>(load_u32(a + (q + u) * 4)));

@@ -1,25 +1,11 @@
 // `qtool quantize`: declares the options of both modes and hands over to the mode's runner.
-#include <algorithm>
-#include <cctype>
-#include <filesystem>
 #include <memory>
 #include <string>
-
-#include <fmt/core.h>
 
 #include "commands.hpp"
 #include "quantize_opts.hpp"
 
 namespace qtool {
-namespace {
-
-std::string lower_ext(const std::string& path) {
-  std::string e = std::filesystem::path(path).extension().string();
-  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return e;
-}
-
-}  // namespace
 
 void setup_quantize(CLI::App& app, Runner& run) {
   auto o = std::make_shared<QuantizeOptions>();
@@ -75,17 +61,6 @@ void setup_quantize(CLI::App& app, Runner& run) {
     run = [o] {
       if (!o->type && (!o->calib_tokens.empty() || o->calib_generate || !o->calib_save.empty()))
         throw UsageError("--calib-tokens, --calib-generate and --calib-save belong to model mode (--type)");
-      // GPTQ/AWQ on a GGUF model with no calibration given: calibrate on sequences sampled from the model itself
-      // (never the user's evaluation text), so `qtool quantize model.gguf --method gptq --type q4_k` just works.
-      if (o->type && (o->method == "gptq" || o->method == "awq") && o->calib.empty() && o->calib_tokens.empty() &&
-          !o->calib_generate && lower_ext(o->input) == ".gguf") {
-        o->calib_generate = true;
-        if (!o->quiet)
-          fmt::print(stderr,
-                     "qtool: no calibration given: using {} sequences of {} tokens sampled from the model "
-                     "(--calib-generate, seed {}); pass --calib-tokens FILE for your own text\n",
-                     o->calib_samples, o->calib_ctx, o->calib_seed);
-      }
       return o->type ? run_quantize_model(*o) : run_quantize_matrix(*o);
     };
   });

@@ -1087,10 +1087,26 @@ bool same_file(const fs::path& a, const fs::path& b) {
   return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
 }
 
+// GPTQ/AWQ on a GGUF model with no calibration given: calibrate on sequences sampled from the model itself
+// (never the user's evaluation text), so `qtool quantize model.gguf --method gptq --type q4_k` just works.
+QuantizeOptions with_default_calibration(QuantizeOptions o) {
+  if ((o.method == "gptq" || o.method == "awq") && o.calib.empty() && !uses_calibration(o) &&
+      lower(fs::path(o.input).extension().string()) == ".gguf") {
+    o.calib_generate = true;
+    if (!o.quiet)
+      fmt::print(stderr,
+                 "qtool: no calibration given: using {} sequences of {} tokens sampled from the model "
+                 "(--calib-generate, seed {}); pass --calib-tokens FILE for your own text\n",
+                 o.calib_samples, o.calib_ctx, o.calib_seed);
+  }
+  return o;
+}
+
 }  // namespace
 
-int run_quantize_model(const QuantizeOptions& o) {
+int run_quantize_model(const QuantizeOptions& given) {
   const auto t0 = std::chrono::steady_clock::now();
+  const QuantizeOptions o = with_default_calibration(given);
   // ---- options
   const auto target_opt = parse_target(*o.type);
   if (!target_opt) {

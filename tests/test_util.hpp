@@ -4,6 +4,7 @@
 //  - QK_REFERENCE_DATA (configure-time -DQK_REFERENCE_DATA=../shared/data): larger conformance data.
 //    Tests that need it call QK_REQUIRE_REFERENCE(subpath) and skip with a message when it is absent.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -51,10 +52,16 @@ struct RunResult {
   std::string out, err;
 };
 
-// Runs `exe args` through the shell, stdout and stderr captured through two files in `work_dir` (removed after).
-inline RunResult run_program(const std::string& exe, const std::string& args, const std::filesystem::path& work_dir) {
-  const std::filesystem::path o = work_dir / "stdout.txt", e = work_dir / "stderr.txt";
-  const std::string cmd = fmt::format("\"{}\" {} >\"{}\" 2>\"{}\"", exe, args, o.string(), e.string());
+// Runs `env exe args` through the shell (env: optional assignments such as "QK_ISA=scalar"), stdout and stderr
+// captured through two files in `work_dir` (named after the process and call, removed after), so any directory,
+// the shared temporary one included, is safe for tests that run in parallel.
+inline RunResult run_program(const std::string& exe, const std::string& args,
+                             const std::filesystem::path& work_dir = std::filesystem::temp_directory_path(),
+                             const std::string& env = "") {
+  static int calls = 0;
+  const std::string tag = fmt::format("qk-run-{}-{}", ::getpid(), calls++);
+  const std::filesystem::path o = work_dir / (tag + ".out"), e = work_dir / (tag + ".err");
+  const std::string cmd = fmt::format("{} \"{}\" {} >\"{}\" 2>\"{}\"", env, exe, args, o.string(), e.string());
   const int st = std::system(cmd.c_str());
   RunResult r;
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -65,6 +72,15 @@ inline RunResult run_program(const std::string& exe, const std::string& args, co
   std::filesystem::remove(e, ec);
   return r;
 }
+
+// qtool (the build's, QK_QTOOL) run with `args`.
+#ifdef QK_QTOOL
+inline RunResult run_qtool(const std::string& args,
+                           const std::filesystem::path& work_dir = std::filesystem::temp_directory_path(),
+                           const std::string& env = "") {
+  return run_program(QK_QTOOL, args, work_dir, env);
+}
+#endif
 
 // A deterministic generator: every test seeds its own (XNNPACK's replicable random device idea).
 inline std::mt19937_64 rng(uint64_t seed = 0x9e3779b97f4a7c15ULL) { return std::mt19937_64(seed); }

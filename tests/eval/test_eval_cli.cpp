@@ -1,8 +1,6 @@
 // qtool eval --tokens: model-level comparison of two Llama files (perplexity, KL, top-1), text and JSON.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -10,21 +8,15 @@
 
 namespace {
 
+// stdout and stderr together, as a user reads them.
 struct Run {
   int code;
   std::string out;
 };
 
 Run qtool(const std::string& args) {
-  const std::string cmd = std::string(QK_QTOOL) + " " + args + " 2>&1";
-  Run r{-1, {}};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const qk::test::RunResult r = qk::test::run_qtool(args);
+  return {r.code, r.out + r.err};
 }
 
 std::string model() { return qk::test::test_data("../../examples/models/stories260K-f32.gguf").string(); }

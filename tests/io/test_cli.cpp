@@ -1,8 +1,6 @@
 // qtool inspect / eval end to end: output content, JSON keys and figures against the library, exit codes.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <regex>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -26,20 +24,8 @@ struct Result {
 };
 
 Result qtool(const std::string& args, const ScratchDir& dir) {
-  const auto err_path = dir / "stderr.txt";
-  std::string cmd(1, '\'');
-  cmd.append(QK_QTOOL).append("' ").append(args).append(" 2>'").append(err_path.string()).append("'");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto e = test::read_bytes(err_path);
-  r.err.assign(e.begin(), e.end());
-  std::filesystem::remove(err_path);
-  return r;
+  test::RunResult r = test::run_qtool(args, dir / "");
+  return {r.code, std::move(r.out), std::move(r.err)};
 }
 
 std::string q(const std::filesystem::path& p) {

@@ -1,29 +1,18 @@
 // `qtool bench`: a tiny run prints the documented JSON keys; --list names the paths; a bad option exits 2.
-#include <array>
-#include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "qk/kernels/isa.hpp"
+#include "test_util.hpp"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = qk::test::RunResult;
 
 Result run(const std::string& args, const std::string& env = "") {
-  const std::string cmd = env + " " + std::string(QK_QTOOL) + " " + args + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  return qk::test::run_qtool(args, std::filesystem::temp_directory_path(), env);
 }
 
 TEST(QtoolBench, GemmJsonHasTheContractKeys) {

@@ -1,10 +1,8 @@
 // `qtool quantize` in matrix mode: outputs, their contents, and bad input (one-line error, no output file).
-#include <sys/wait.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -29,13 +27,9 @@ class QuantizeCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   // Runs qtool with the arguments; returns the exit code, stderr in err_.
   int qtool(const std::string& args) {
-    const fs::path errf = dir_ / "stderr.txt";
-    const std::string cmd = std::string(QK_QTOOL) + " " + args + " >" + (dir_ / "stdout.txt").string() + " 2>" +
-                            errf.string();
-    const int st = std::system(cmd.c_str());
-    std::ifstream f(errf);
-    err_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    test::RunResult r = test::run_qtool(args, dir_);
+    err_ = std::move(r.err);
+    return r.code;
   }
   static std::string data(const std::string& f) { return test::test_data("methods/" + f).string(); }
   fs::path dir_;

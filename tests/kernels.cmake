@@ -25,7 +25,7 @@ gtest_add_tests(TARGET test_kernels_isa SOURCES kernels/test_gemm_isa.cpp TEST_P
 set_tests_properties(${isa_all} PROPERTIES LABELS "unit;isa")
 
 qk_kernels_test_exe(test_kernels_forced kernels/test_gemm_forced.cpp)
-foreach(isa scalar avx2 avx512 avx512vnni)
+foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
   gtest_add_tests(TARGET test_kernels_forced SOURCES kernels/test_gemm_forced.cpp TEST_PREFIX "isa_${isa}."
                   TEST_LIST forced)
   set_tests_properties(${forced} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
@@ -34,7 +34,7 @@ endforeach()
 
 # The f32 GEMM, once per path (QK_ISA), like test_kernels_forced.
 qk_kernels_test_exe(test_sgemm kernels/test_sgemm.cpp)
-foreach(isa scalar avx2 avx512 avx512vnni)
+foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
   gtest_add_tests(TARGET test_sgemm SOURCES kernels/test_sgemm.cpp TEST_PREFIX "sgemm_${isa}." TEST_LIST sg)
   set_tests_properties(${sg} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
                        SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")

@@ -19,9 +19,10 @@
 namespace qk::kernels {
 namespace {
 
-// CPUID leaf 1 ECX / leaf 7 EBX, ECX bits (Intel SDM vol. 2A, CPUID) and XCR0 state bits (SDM vol. 1, 13.3).
+// CPUID leaf 1 ECX / leaf 7 EBX, ECX bits / leaf 7 subleaf 1 EAX bit 4 (AVX-VNNI) (Intel SDM vol. 2A, CPUID) and
+// XCR0 state bits (SDM vol. 1, 13.3).
 struct CpuFeatures {
-  bool avx2 = false, avx512 = false, avx512vnni = false;
+  bool avx2 = false, avxvnni = false, avx512 = false, avx512vnni = false;
 };
 
 uint64_t read_xcr0() {
@@ -46,6 +47,7 @@ CpuFeatures detect() {
   f.avx2 = os_avx && avx2 && fma && f16c && bmi2;
   f.avx512 = f.avx2 && os_avx512 && f512 && dq && bw && vl;
   f.avx512vnni = f.avx512 && vnni;
+  if (a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = f.avx2 && ((a >> 4) & 1);
   return f;
 }
 
@@ -57,6 +59,7 @@ const CpuFeatures& features() {
 const detail::KernelTable& table_for(Isa isa) {
   switch (isa) {
     case Isa::avx2: return detail::table_avx2();
+    case Isa::avxvnni: return detail::table_avxvnni();
     case Isa::avx512: return detail::table_avx512();
     case Isa::avx512vnni: return detail::table_avx512vnni();
     case Isa::scalar: break;
@@ -172,6 +175,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
+    case Isa::avxvnni: return "avxvnni";
     case Isa::avx512: return "avx512";
     case Isa::avx512vnni: return "avx512vnni";
   }
@@ -181,7 +185,7 @@ const char* isa_name(Isa isa) {
 Isa parse_isa(std::string_view name) {
   for (Isa i : kAllIsas)
     if (name == isa_name(i)) return i;
-  fail<InvalidArgument>("unknown kernel path '{}' (expected scalar, avx2, avx512 or avx512vnni)", name);
+  fail<InvalidArgument>("unknown kernel path '{}' (expected scalar, avx2, avxvnni, avx512 or avx512vnni)", name);
 }
 
 bool cpu_supports(Isa isa) {
@@ -189,6 +193,7 @@ bool cpu_supports(Isa isa) {
   switch (isa) {
     case Isa::scalar: return true;
     case Isa::avx2: return f.avx2;
+    case Isa::avxvnni: return f.avxvnni;
     case Isa::avx512: return f.avx512;
     case Isa::avx512vnni: return f.avx512vnni;
   }

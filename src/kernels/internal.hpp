@@ -60,6 +60,7 @@ struct KernelTable {
 
 const KernelTable& table_scalar();
 const KernelTable& table_avx2();
+const KernelTable& table_avxvnni();
 const KernelTable& table_avx512();
 const KernelTable& table_avx512vnni();
 

@@ -50,7 +50,8 @@ const SgemmKernel& active_kernel() {
   switch (active_isa()) {
     case Isa::avx512:
     case Isa::avx512vnni: return detail::sgemm_kernel_avx512();
-    case Isa::avx2: return detail::sgemm_kernel_avx2();
+    case Isa::avx2:
+    case Isa::avxvnni: return detail::sgemm_kernel_avx2();
     case Isa::scalar: break;
   }
   return kernel_portable();

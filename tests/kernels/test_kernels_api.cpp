@@ -27,11 +27,14 @@ TEST(KernelIsa, SupportedPathsAreOrderedAndIncludeActive) {
   EXPECT_EQ(s.front(), Isa::scalar);
   EXPECT_EQ(best_isa(), s.back());
   for (size_t i = 1; i < s.size(); ++i) EXPECT_LT(static_cast<int>(s[i - 1]), static_cast<int>(s[i]));
-  // Each path implies the ones before it.
-  for (size_t i = 1; i < std::size(kAllIsas); ++i)
-    if (cpu_supports(kAllIsas[i])) {
-      EXPECT_TRUE(cpu_supports(kAllIsas[i - 1]));
+  // Every SIMD path implies avx2; avx512vnni implies avx512 (avxvnni and avx512 are independent).
+  for (Isa i : kAllIsas)
+    if (i != Isa::scalar && cpu_supports(i)) {
+      EXPECT_TRUE(cpu_supports(Isa::avx2)) << isa_name(i);
     }
+  if (cpu_supports(Isa::avx512vnni)) {
+    EXPECT_TRUE(cpu_supports(Isa::avx512));
+  }
   EXPECT_TRUE(cpu_supports(active_isa()));
   std::cout << "[ paths    ] supported:";
   for (Isa i : s) std::cout << ' ' << isa_name(i);

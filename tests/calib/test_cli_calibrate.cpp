@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <string>
-#include <utility>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -24,10 +23,7 @@ using qk::test::calib::JsonParser;
 // "'" + std::string + "'").
 std::string quoted(const fs::path& p) { return fmt::format("'{}'", p.string()); }
 
-struct Result {
-  int rc;
-  std::string out, err;
-};
+using Result = qk::test::RunResult;
 
 class CalibrateCli : public ::testing::Test {
  protected:
@@ -38,10 +34,7 @@ class CalibrateCli : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Result qtool(const std::string& args) {
-    qk::test::RunResult r = qk::test::run_qtool("calibrate " + args, dir_);
-    return {r.code, std::move(r.out), std::move(r.err)};
-  }
+  Result qtool(const std::string& args) { return qk::test::run_qtool("calibrate " + args, dir_); }
   static std::string data(const std::string& f) { return quoted(qk::test::calib::calib_data(f)); }
   static void one_line_error(const Result& r) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -53,7 +46,7 @@ class CalibrateCli : public ::testing::Test {
 
 TEST_F(CalibrateCli, MinMaxJsonMatchesPyTorchReference) {
   const Result r = qtool(data("D1_gaussian.npy") + " --method minmax --json");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   const Json j = JsonParser(r.out).parse();
   const Json& t = j["tensors"][0];
   const Json& ref = qk::test::calib::reference().at("datasets/D1/minmax/qint8_per_tensor_symmetric");
@@ -72,7 +65,7 @@ TEST_F(CalibrateCli, HistogramMethodsAgreeWithTheLibrary) {
   for (const char* m : {"percentile:99.99", "entropy", "mse"}) {
     SCOPED_TRACE(m);
     const Result r = qtool(data("D2_laplace.npy") + " --method " + m + " --json");
-    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_EQ(r.code, 0) << r.err;
     const Json t = JsonParser(r.out).parse()["tensors"][0];
     auto o = qk::calib::make_observer(m, qk::QuantScheme::per_tensor(8));
     o->observe(d.x.data(), static_cast<int64_t>(d.x.size()));
@@ -83,18 +76,18 @@ TEST_F(CalibrateCli, HistogramMethodsAgreeWithTheLibrary) {
   }
   // the table form names the tensor and the method
   const Result r = qtool(data("D3_relu_gaussian.npy") + " --method entropy --bits 6 --scheme asym");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("entropy calibration, u6-bit asym"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("array"), std::string::npos);
   // an asymmetric range of two-sided data has no single entropy threshold: a usage error
   const Result bad = qtool(data("D2_laplace.npy") + " --method entropy --scheme asym");
-  EXPECT_EQ(bad.rc, 2);
+  EXPECT_EQ(bad.code, 2);
   one_line_error(bad);
 }
 
 TEST_F(CalibrateCli, PerChannelRowsForEveryChannel) {
   const Result r = qtool(data("D5_perchannel_64x16384.npy") + " --method percentile:99.99 --per-channel 0 --json");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   const Json t = JsonParser(r.out).parse()["tensors"][0];
   ASSERT_EQ(t["channels"].arr.size(), 64u);
   const auto ref = qk::test::calib::reference()
@@ -103,7 +96,7 @@ TEST_F(CalibrateCli, PerChannelRowsForEveryChannel) {
   const auto mx = qk::test::calib::reference().at("datasets/D5/per_channel/nvidia_per_channel/methods/max/amax").vec();
   for (size_t c = 0; c < 64; ++c) EXPECT_NEAR(t["channels"][c]["hi"].d(), ref[c], mx[c] / 2048) << c;
   const Result table = qtool(data("D5_perchannel_64x16384.npy") + " --per-channel -2");
-  ASSERT_EQ(table.rc, 0) << table.err;
+  ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_NE(table.out.find("  [63]"), std::string::npos);
 }
 
@@ -124,23 +117,23 @@ TEST_F(CalibrateCli, SafetensorsAllFloatTensorsAndNamedOnes) {
     w.commit();
   }
   Result r = qtool(quoted(path) + " --json");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   const Json j = JsonParser(r.out).parse();
   ASSERT_EQ(j["tensors"].arr.size(), 2u);  // the integer tensor is skipped
   EXPECT_EQ(j["tensors"][1]["name"].str, "layer1.act");
   EXPECT_EQ(j["tensors"][1]["hi"].d(), 39.0);
   // moving average over the 6 rows of layer0.act (one batch each)
   r = qtool(quoted(path) + " --tensor layer0.act --method moving_average:0.5 --json");
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   qk::calib::MovingAverageMinMaxObserver o(qk::QuantScheme::per_tensor(8), 0.5f);
   for (int row = 0; row < 6; ++row) o.observe(a.data() + row * 100, 100);
   EXPECT_EQ(static_cast<float>(JsonParser(r.out).parse()["tensors"][0]["hi"].d()), o.max());
   // naming a non-float tensor is a usage error; a missing one a format error
   r = qtool(quoted(path) + " --tensor ids");
-  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.code, 2);
   one_line_error(r);
   r = qtool(quoted(path) + " --tensor nope");
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   one_line_error(r);
 }
 
@@ -152,7 +145,7 @@ TEST_F(CalibrateCli, BadFilesAndOptions) {
                                  data("D1_gaussian.npy") + " --per-channel 2", std::string("--method mse")}) {
     SCOPED_TRACE(args);
     const Result r = qtool(args);
-    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.code, 2);
     one_line_error(r);
   }
   // missing, not a tensor file, truncated, NaN: exit 1, one line naming the file
@@ -168,7 +161,7 @@ TEST_F(CalibrateCli, BadFilesAndOptions) {
   for (const auto& p : {dir_ / "missing.npy", fs::path(qk::test::calib::calib_data("reference.json")), trunc, nan}) {
     SCOPED_TRACE(p.string());
     const Result r = qtool(quoted(p));
-    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.code, 1);
     one_line_error(r);
     EXPECT_NE(r.err.find(p.filename().string()), std::string::npos) << r.err;
   }

@@ -1,6 +1,5 @@
 // qtool inspect / eval end to end: output content, JSON keys and figures against the library, exit codes.
 #include <regex>
-#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -18,15 +17,9 @@ namespace {
 
 using test::ScratchDir;
 
-struct Result {
-  int rc;
-  std::string out, err;
-};
+using Result = test::RunResult;
 
-Result qtool(const std::string& args, const ScratchDir& dir) {
-  test::RunResult r = test::run_qtool(args, dir / "");
-  return {r.code, std::move(r.out), std::move(r.err)};
-}
+Result qtool(const std::string& args, const ScratchDir& dir) { return test::run_qtool(args, dir.path()); }
 
 std::string q(const std::filesystem::path& p) {
   std::string s(1, '\'');
@@ -49,7 +42,7 @@ double json_num(const std::string& s, const std::string& key, size_t from = 0) {
 TEST(CliInspect, SummarisesTheStoriesModel) {
   ScratchDir dir;
   const auto r = qtool("inspect " + q(test::stories_gguf()), dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("format:  gguf"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("metadata (20 entries)"), std::string::npos);
   EXPECT_NE(r.out.find("[512 values]"), std::string::npos) << "long arrays summarised";
@@ -62,7 +55,7 @@ TEST(CliInspect, SummarisesTheStoriesModel) {
 TEST(CliInspect, JsonHasTheDocumentedKeys) {
   ScratchDir dir;
   const auto r = qtool("inspect --json " + q(test::stories_gguf()), dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   for (const char* k : {"\"file\":", "\"format\":\"gguf\"", "\"file_size\":1184640", "\"metadata\":[",
                         "\"key\":\"tokenizer.ggml.tokens\",\"type\":\"array<string>\",\"length\":512}",
                         "\"key\":\"llama.block_count\",\"type\":\"u32\",\"value\":5}", "\"tensors\":[",
@@ -81,7 +74,7 @@ TEST(CliInspect, QuantizedTensorsShowTheirTypeAndBitsPerWeight) {
   gw.write_tensor(std::as_bytes(std::span<const uint8_t>(q4k)));
   gw.commit();
   const auto r = qtool("inspect " + q(dir / "q.gguf"), dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("Q4_K"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("4.50"), std::string::npos) << "144 bytes per 256 weights" << r.out;
 }
@@ -89,20 +82,20 @@ TEST(CliInspect, QuantizedTensorsShowTheirTypeAndBitsPerWeight) {
 TEST(CliInspect, ErrorsAndExitCodes) {
   ScratchDir dir;
   auto r = qtool("inspect " + q(dir / "missing.gguf"), dir);
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err.rfind("qtool: error: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("missing.gguf"), std::string::npos);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
   r = qtool("inspect", dir);
-  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_EQ(r.code, 2) << r.err;
   r = qtool("inspect a b", dir);
-  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_EQ(r.code, 2) << r.err;
   // A truncated file: a format error naming it.
   auto bytes = test::file_bytes(test::stories_gguf());
   bytes.resize(5000);
   test::write_file(dir / "cut.gguf", bytes);
   r = qtool("inspect " + q(dir / "cut.gguf"), dir);
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("cut.gguf: truncated"), std::string::npos) << r.err;
 }
 
@@ -116,7 +109,7 @@ TEST(CliEval, TwoNpyArraysAgreeWithTheLibraryMetrics) {
   write_npy(dir / "x.npy", x);
   const auto r = qtool("eval " + q(dir / "a.npy") + " " + q(dir / "b.npy") + " --calib " + q(dir / "x.npy") +
                            " --json", dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NEAR(json_num(r.out, "mse"), qk::mse(a, b), 1e-9 * qk::mse(a, b) + 1e-15);
   EXPECT_NEAR(json_num(r.out, "sqnr_db"), qk::sqnr_db(a, b), 1e-6);
   EXPECT_NEAR(json_num(r.out, "cosine"), qk::cosine(a, b), 1e-9);
@@ -130,7 +123,7 @@ TEST(CliEval, TwoNpyArraysAgreeWithTheLibraryMetrics) {
     EXPECT_NE(r.out.find(k), std::string::npos) << k << "\n" << r.out;
   // Text form: a table with the E column.
   const auto t = qtool("eval " + q(dir / "a.npy") + " " + q(dir / "b.npy") + " --calib " + q(dir / "x.npy"), dir);
-  ASSERT_EQ(t.rc, 0) << t.err;
+  ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("E (calib)"), std::string::npos) << t.out;
   // The same file against itself: SQNR infinite (null in JSON), MSE 0.
   const auto s = qtool("eval --json " + q(dir / "a.npy") + " " + q(dir / "a.npy"), dir);
@@ -143,18 +136,18 @@ TEST(CliEval, ShapeMismatchAndCalibMismatchAreOneLineErrors) {
   write_npy(dir / "b.npy", test::gaussian(16, 8, 2));
   write_npy(dir / "x.npy", test::gaussian(4, 7, 3));
   auto r = qtool("eval " + q(dir / "a.npy") + " " + q(dir / "b.npy"), dir);
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("shape mismatch"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("a.npy:'array' is [8, 16]"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("b.npy:'array' is [16, 8]"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   r = qtool("eval " + q(dir / "a.npy") + " " + q(dir / "a.npy") + " --calib " + q(dir / "x.npy"), dir);
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("7 columns"), std::string::npos) << r.err;
   r = qtool("eval " + q(dir / "a.npy"), dir);
-  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.code, 2);
   r = qtool("eval " + q(dir / "a.npy") + " " + q(dir / "nope.npy"), dir);
-  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("nope.npy"), std::string::npos);
 }
 
@@ -182,7 +175,7 @@ TEST(CliEval, MixedFormatsMatchByNameWorstFirst) {
     w.commit();
   }
   const auto r = qtool("eval --json " + q(test::stories_gguf()) + " " + q(st), dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   const size_t first = r.out.find("\"name\":");
   EXPECT_EQ(r.out.find("\"name\":\"blk.3.attn_k.weight\""), first) << "BF16 tensor is the worst";
   EXPECT_NE(r.out.find("\"dtype_b\":\"BF16\""), std::string::npos);
@@ -198,10 +191,10 @@ TEST(CliEval, MixedFormatsMatchByNameWorstFirst) {
   }
   // --tensor picks one.
   const auto one = qtool("eval --json --tensor blk.0.attn_q.weight " + q(test::stories_gguf()) + " " + q(st), dir);
-  ASSERT_EQ(one.rc, 0) << one.err;
+  ASSERT_EQ(one.code, 0) << one.err;
   EXPECT_NE(one.out.find("\"totals\":{\"tensors\":1,"), std::string::npos) << one.out;
   const auto none = qtool("eval --tensor nope " + q(test::stories_gguf()) + " " + q(st), dir);
-  EXPECT_EQ(none.rc, 1);
+  EXPECT_EQ(none.code, 1);
   EXPECT_NE(none.err.find("no tensor 'nope'"), std::string::npos) << none.err;
 }
 
@@ -226,7 +219,7 @@ TEST(CliEval, DequantizesGgufBlockTypes) {
     w.commit();
   }
   const auto r = qtool("eval --json " + q(test::stories_gguf()) + " " + q(out), dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("\"dtype_b\":\"Q8_0\""), std::string::npos);
   // 8-bit blocks: SQNR of every quantized tensor well above 30 dB; the worst tensor comes first.
   const double worst = json_num(r.out, "sqnr_db");

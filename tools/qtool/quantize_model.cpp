@@ -1009,14 +1009,17 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
             p.awq_scaled += static_cast<int>(group.size());
           }
         }
+        // llama.cpp's importance matrix from the same inputs: mean x² per input column (its in_sum2 / count),
+        // handed to ggml's importance-weighted encoder; one vector serves every weight of the group
+        std::vector<float> imp;
         for (const auto& [n, it] : group) {
           if (it->method == "rtn+imatrix") {
-            // llama.cpp's importance matrix from the same inputs: mean x² per input column (its in_sum2 / count),
-            // handed to ggml's importance-weighted encoder
-            const Eigen::MatrixXf G = acc.gram();
-            std::vector<float> imp(static_cast<size_t>(dim));
-            for (int64_t j = 0; j < dim; ++j)
-              imp[static_cast<size_t>(j)] = G(j, j) / static_cast<float>(std::max<int64_t>(1, acc.samples()));
+            if (imp.empty()) {
+              const Eigen::VectorXf d = acc.gram_diagonal();
+              imp.resize(static_cast<size_t>(dim));
+              for (int64_t j = 0; j < dim; ++j)
+                imp[static_cast<size_t>(j)] = d[j] / static_cast<float>(std::max<int64_t>(1, acc.samples()));
+            }
             const qk::io::RowMatrixXf W = m.weight(n);
             auto enc = qk::ggml::quantize(it->gtype, W.data(), W.rows(), W.cols(), imp.data(), threads);
             qk::io::RowMatrixXf D(W.rows(), W.cols());

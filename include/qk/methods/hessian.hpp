@@ -68,6 +68,8 @@ class HessianAccumulator {
   }
   // The plain sum Σ x xᵀ (full symmetric).
   Eigen::MatrixXf gram() const { return detail::symmetric_from_lower(S_, 1.0f); }
+  // Its diagonal alone: each feature's sum of squares Σ x_j².
+  Eigen::VectorXf gram_diagonal() const { return S_.diagonal(); }
 
   void save(const std::filesystem::path& path) const {
     std::vector<char> buf(header_size + static_cast<size_t>(dim_ * dim_) * 4 + 8);

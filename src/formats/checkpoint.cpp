@@ -24,10 +24,6 @@ namespace {
 
 constexpr std::string_view kBnbState = ".quant_state.bitsandbytes__";
 
-bool ends_with(std::string_view s, std::string_view suf) {
-  return s.size() >= suf.size() && s.substr(s.size() - suf.size()) == suf;
-}
-
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::string read_text(const fs::path& p) {
@@ -106,7 +102,7 @@ void QuantizedCheckpoint::build() {
 
   // ---- the config of GPTQ layers, when there are any
   bool any_gptq = false;
-  for (const auto& t : f.tensors()) any_gptq = any_gptq || ends_with(t.name, ".qweight");
+  for (const auto& t : f.tensors()) any_gptq = any_gptq || t.name.ends_with(".qweight");
   if (any_gptq) {
     const fs::path dir = f.path().parent_path().empty() ? fs::path(".") : f.path().parent_path();
     std::error_code ec;
@@ -127,7 +123,7 @@ void QuantizedCheckpoint::build() {
 
   // ---- GPTQ layers
   for (const auto& t : f.tensors()) {
-    if (!ends_with(t.name, ".qweight")) continue;
+    if (!t.name.ends_with(".qweight")) continue;
     const std::string p = t.name.substr(0, t.name.size() - 8);
     const TensorInfo* qw = part(t.name, p, true);
     const TensorInfo* qz = part(p + ".qzeros", p, true);

@@ -143,17 +143,14 @@ uint32_t llama_ftype(const Target& t) {
 }
 
 // ------------------------------------------------------------------------------------------------ tensor roles
-bool ends_with(std::string_view s, std::string_view suf) {
-  return s.size() >= suf.size() && s.substr(s.size() - suf.size()) == suf;
-}
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
 bool is_token_embedding(std::string_view n) {
-  return n == "token_embd.weight" || n == "tok_embeddings.weight" || ends_with(n, "embed_tokens.weight") ||
-         ends_with(n, "wte.weight") || n == "word_embeddings.weight";
+  return n == "token_embd.weight" || n == "tok_embeddings.weight" || n.ends_with("embed_tokens.weight") ||
+         n.ends_with("wte.weight") || n == "word_embeddings.weight";
 }
 bool is_output(std::string_view n) {
-  return n == "output.weight" || n == "lm_head.weight" || ends_with(n, ".lm_head.weight");
+  return n == "output.weight" || n == "lm_head.weight" || n.ends_with(".lm_head.weight");
 }
 // Tensors llama.cpp never quantizes whatever their rank (norms, routers, position tables).
 bool never_quantized(std::string_view n) {
@@ -303,7 +300,7 @@ struct Planner {
     it.rows = rows_of(t);
     it.cols = cols_of(t);
     const std::string& n = t.name;
-    const bool weight = ends_with(n, "weight");
+    const bool weight = n.ends_with("weight");
     const bool matrix = t.shape.size() >= 2;
     const bool skipped = std::any_of(skip.begin(), skip.end(), [&](const std::regex& r) { return std::regex_search(n, r); });
     const bool floating = is_float(t.dtype) || t.dtype == DType::Ggml;
@@ -638,7 +635,7 @@ std::map<std::string, std::vector<float>> load_imatrix(const fs::path& path) {
     f.close();
     auto tf = TensorFile::open(path);
     for (const auto& t : tf->tensors()) {
-      if (!ends_with(t.name, ".in_sum2")) continue;
+      if (!t.name.ends_with(".in_sum2")) continue;
       const std::string w = t.name.substr(0, t.name.size() - 8);
       const TensorInfo* c = tf->find(w + ".counts");
       if (!c) qk::fail<qk::FormatError>("{}: '{}' has no matching '{}.counts'", path.string(), t.name, w);

@@ -10,7 +10,6 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "../io/json.hpp"
 
@@ -19,12 +18,11 @@ namespace qk::formats {
 namespace fs = std::filesystem;
 using io::DType;
 using io::TensorInfo;
+using io::shape_text;
 
 namespace {
 
 constexpr std::string_view kBnbState = ".quant_state.bitsandbytes__";
-
-std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 std::string read_text(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -96,7 +94,7 @@ void QuantizedCheckpoint::build() {
     if (t.dtype != d)
       fail<FormatError>("{}: tensor '{}' is {}, expected {} ({})", fname, t.name, t.type_name(), io::dtype_name(d), what);
     if (rank && t.shape.size() != rank)
-      fail<FormatError>("{}: tensor '{}' has shape {}, expected rank {} ({})", fname, t.name, shape_str(t.shape), rank,
+      fail<FormatError>("{}: tensor '{}' has shape {}, expected rank {} ({})", fname, t.name, shape_text(t.shape), rank,
                         what);
   };
 
@@ -136,7 +134,7 @@ void QuantizedCheckpoint::build() {
     const int64_t R = qw->shape[0], N = qw->shape[1], G = sc->shape[0];
     if (sc->shape[1] != N)
       fail<FormatError>("{}: tensor '{}' has shape {}, but '{}' has {} output columns", fname, sc->name,
-                        shape_str(sc->shape), qw->name, N);
+                        shape_text(sc->shape), qw->name, N);
     if (N <= 0 || G <= 0 || R <= 0) fail<FormatError>("{}: GPTQ layer '{}' has an empty tensor", fname, p);
     int bits = 0;
     if (config_) {
@@ -145,7 +143,7 @@ void QuantizedCheckpoint::build() {
       const int64_t Z = qz->shape[1];
       if ((Z * 32) % N != 0)
         fail<FormatError>("{}: cannot infer the bits of '{}' from qzeros {} and scales {} (no quantize_config.json)",
-                          fname, p, shape_str(qz->shape), shape_str(sc->shape));
+                          fname, p, shape_text(qz->shape), shape_text(sc->shape));
       bits = static_cast<int>(Z * 32 / N);
     }
     gptq_hf::detail::check_bits(bits, fmt::format("{}: GPTQ layer '{}'", fname, p));
@@ -154,7 +152,7 @@ void QuantizedCheckpoint::build() {
     const int64_t K = R * 32 / bits;
     if (qz->shape[0] != G || qz->shape[1] * 32 != N * bits)
       fail<FormatError>("{}: tensor '{}' has shape {}, expected [{}, {}] for {}-bit zeros of {} outputs", fname,
-                        qz->name, shape_str(qz->shape), G, N * bits / 32, bits, N);
+                        qz->name, shape_text(qz->shape), G, N * bits / 32, bits, N);
     if (gi && gi->shape[0] != K)
       fail<FormatError>("{}: tensor '{}' has {} entries, but '{}' packs {} inputs of {} bits", fname, gi->name,
                         gi->shape[0], qw->name, K, bits);
@@ -237,10 +235,10 @@ void QuantizedCheckpoint::build() {
     need(*codes, DType::U8, 0, "packed 4-bit codes");
     if (codes->nbytes != static_cast<uint64_t>((n + 1) / 2))
       fail<FormatError>("{}: tensor '{}' holds {} bytes, but shape {} needs {}", fname, base, codes->nbytes,
-                        shape_str(shape), (n + 1) / 2);
+                        shape_text(shape), (n + 1) / 2);
     need(*qm, DType::F32, 1, "quant_map [16]");
     if (qm->shape[0] != 16)
-      fail<FormatError>("{}: tensor '{}' has shape {}, expected [16]", fname, qm->name, shape_str(qm->shape));
+      fail<FormatError>("{}: tensor '{}' has shape {}, expected [16]", fname, qm->name, shape_text(qm->shape));
     const int64_t blocks = (n + b.blocksize - 1) / b.blocksize;
     b.nested = nam != nullptr || nqm != nullptr;
     if (b.nested) {
@@ -257,15 +255,16 @@ void QuantizedCheckpoint::build() {
       need(*nqm, DType::F32, 1, "nested_quant_map [256]");
       const int64_t groups = (blocks + b.nested_blocksize - 1) / b.nested_blocksize;
       if (nam->shape[0] != groups)
-        fail<FormatError>("{}: tensor '{}' has shape {}, expected [{}]", fname, nam->name, shape_str(nam->shape), groups);
+        fail<FormatError>("{}: tensor '{}' has shape {}, expected [{}]", fname, nam->name, shape_text(nam->shape),
+                          groups);
       if (nqm->shape[0] != 256)
-        fail<FormatError>("{}: tensor '{}' has shape {}, expected [256]", fname, nqm->name, shape_str(nqm->shape));
+        fail<FormatError>("{}: tensor '{}' has shape {}, expected [256]", fname, nqm->name, shape_text(nqm->shape));
     } else {
       need(*am, DType::F32, 1, "absmax");
     }
     if (am->shape[0] != blocks)
       fail<FormatError>("{}: tensor '{}' has shape {}, expected [{}] for {} values in blocks of {}", fname, am->name,
-                        shape_str(am->shape), blocks, n, b.blocksize);
+                        shape_text(am->shape), blocks, n, b.blocksize);
     LogicalTensor l;
     l.info.name = base;
     l.info.dtype = DType::F32;

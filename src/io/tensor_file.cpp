@@ -11,6 +11,8 @@
 #include <cstring>
 #include <limits>
 
+#include <fmt/ranges.h>
+
 #include "detail.hpp"
 #include "qk/core/half.hpp"
 #include "qk/io/gguf.hpp"
@@ -55,6 +57,8 @@ size_t dtype_size(DType t) {
   }
   return 0;
 }
+
+std::string shape_text(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 std::string TensorInfo::type_name() const {
   if (dtype == DType::Ggml) {

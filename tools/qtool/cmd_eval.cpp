@@ -47,8 +47,6 @@ std::vector<int64_t> squeeze(std::vector<int64_t> s) {
   return s;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
-
 int run_eval(const EvalOptions& o) {
   using namespace qk::io;
   using qk::formats::LogicalTensor;
@@ -92,7 +90,7 @@ int run_eval(const EvalOptions& o) {
   for (auto [ta, tb] : pairs) {
     if (squeeze(ta->info.shape) != squeeze(tb->info.shape))
       qk::fail<qk::ShapeError>("shape mismatch: {}:'{}' is {} but {}:'{}' is {}", o.a, ta->name(),
-                               shape_str(ta->info.shape), o.b, tb->name(), shape_str(tb->info.shape));
+                               qk::io::shape_text(ta->info.shape), o.b, tb->name(), qk::io::shape_text(tb->info.shape));
     const RowMatrixXf wa = A->read_matrix(*ta);
     const RowMatrixXf wb = B->read_matrix(*tb);
     Row r;
@@ -180,7 +178,7 @@ int run_eval(const EvalOptions& o) {
   auto num = [](double v, const char* f) { return std::isfinite(v) ? fmt::format(fmt::runtime(f), v) : fmt::format("{}", v); };
   for (const auto& r : rows) {
     std::vector<std::string> row = {r.name == r.name_b ? r.name : r.name + " / " + r.name_b,
-                                     shape_str(r.shape), r.dtype_a, r.dtype_b, num(r.mse, "{:.4e}"),
+                                     qk::io::shape_text(r.shape), r.dtype_a, r.dtype_b, num(r.mse, "{:.4e}"),
                                      num(r.sqnr, "{:.2f}"), num(r.cosine, "{:.6f}"), num(r.max_abs, "{:.4e}")};
     if (X) row.push_back(r.rel_out ? num(*r.rel_out, "{:.4e}") : "-");
     t.add(std::move(row));

@@ -233,7 +233,7 @@ int run_inspect(const InspectOptions& o) {
   Table tt({"name", "dtype", "shape", "bytes", "bits/weight"});
   for (size_t i = 0; i < infos.size(); ++i) {
     const TensorInfo& t = *infos[i];
-    tt.add({t.name, type_of(i), fmt::format("[{}]", fmt::join(t.shape, ", ")), std::to_string(t.nbytes),
+    tt.add({t.name, type_of(i), shape_text(t.shape), std::to_string(t.nbytes),
             fmt::format("{:.2f}", bits_per_weight(t))});
   }
   tt.print();

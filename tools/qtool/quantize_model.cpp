@@ -67,6 +67,7 @@ namespace {
 using qk::io::DType;
 using qk::io::TensorFile;
 using qk::io::TensorInfo;
+using qk::io::shape_text;
 
 // ------------------------------------------------------------------------------------------------ target types
 struct Target {
@@ -180,12 +181,6 @@ int64_t cols_of(const TensorInfo& t) { return t.shape.empty() ? 1 : t.shape.back
 int64_t rows_of(const TensorInfo& t) {
   const int64_t c = cols_of(t);
   return c == 0 ? 0 : t.numel() / c;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string o = "[";
-  for (size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-  return o + "]";
 }
 
 // ------------------------------------------------------------------------------------------------ NF4 layout
@@ -1504,7 +1499,7 @@ int run_quantize_model(const QuantizeOptions& given) {
     j.key("tensors").arr();
     for (const auto& it : items) {
       j.obj();
-      j.kv("name", it.in->name).kv("shape", shape_str(it.in->shape));
+      j.kv("name", it.in->name).kv("shape", shape_text(it.in->shape));
       j.kv("in_type", ckpt->tensor(it.in->name).type).kv("out_type", it.out_type);
       j.kv("bytes", static_cast<size_t>(it.out_bytes)).kv("method", it.method);
       j.kv("fallback", it.fallback).kv("note", it.note);
@@ -1535,7 +1530,7 @@ int run_quantize_model(const QuantizeOptions& given) {
   if (fallbacks) {
     fmt::print("{} tensor(s) fell back:\n", fallbacks);
     for (const auto& it : items)
-      if (it.fallback) fmt::print("  {} {} -> {}: {}\n", it.in->name, shape_str(it.in->shape), it.out_type, it.note);
+      if (it.fallback) fmt::print("  {} {} -> {}: {}\n", it.in->name, shape_text(it.in->shape), it.out_type, it.note);
   }
   for (const auto& it : items)
     if (!it.fallback && contains(it.note, "no calibration"))

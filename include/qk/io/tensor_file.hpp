@@ -49,6 +49,9 @@ struct TensorInfo {
   }
 };
 
+// A shape as messages and tables print it: "[4096, 11008]".
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // GGUF metadata values (safetensors __metadata__ is string to string; .npy has none).
 struct MetaArray;
 using MetaValue = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool, std::string,

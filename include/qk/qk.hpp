@@ -17,6 +17,7 @@
 #include "qk/methods/gptq.hpp"
 #include "qk/methods/hessian.hpp"
 #include "qk/methods/llm_int8.hpp"
+#include "qk/methods/qat.hpp"
 #include "qk/methods/rtn.hpp"
 #include "qk/methods/smoothquant.hpp"
 

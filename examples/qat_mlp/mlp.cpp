@@ -6,31 +6,31 @@
 #include <numeric>
 
 #include <qk/core/error.hpp>
-#include <qk/kernels/sgemm.hpp>
+#include <qk/linalg/sgemm.hpp>
 #include <qk/methods/qat.hpp>
 
 namespace qat_mlp {
 namespace {
 
-using qk::kernels::SgemmMutView;
-using qk::kernels::SgemmView;
+using qk::linalg::SgemmMutView;
+using qk::linalg::SgemmView;
 
 // C[m, n] = A[m, k] · B[n, k]ᵀ
 void mm_abt(const Matrix& A, const Matrix& B, Matrix& C, int threads) {
   C.resize(A.rows(), B.rows());
-  qk::kernels::sgemm(A.rows(), B.rows(), A.cols(), 1.0f, SgemmView{A.data(), A.cols(), 1},
+  qk::linalg::sgemm(A.rows(), B.rows(), A.cols(), 1.0f, SgemmView{A.data(), A.cols(), 1},
                      SgemmView{B.data(), 1, B.cols()}, 0.0f, SgemmMutView{C.data(), C.cols(), 1}, threads);
 }
 // C[m, n] = A[k, m]ᵀ · B[k, n]
 void mm_atb(const Matrix& A, const Matrix& B, Matrix& C, int threads) {
   C.resize(A.cols(), B.cols());
-  qk::kernels::sgemm(A.cols(), B.cols(), A.rows(), 1.0f, SgemmView{A.data(), 1, A.cols()},
+  qk::linalg::sgemm(A.cols(), B.cols(), A.rows(), 1.0f, SgemmView{A.data(), 1, A.cols()},
                      SgemmView{B.data(), B.cols(), 1}, 0.0f, SgemmMutView{C.data(), C.cols(), 1}, threads);
 }
 // C[m, n] = A[m, k] · B[k, n]
 void mm_ab(const Matrix& A, const Matrix& B, Matrix& C, int threads) {
   C.resize(A.rows(), B.cols());
-  qk::kernels::sgemm(A.rows(), B.cols(), A.cols(), 1.0f, SgemmView{A.data(), A.cols(), 1},
+  qk::linalg::sgemm(A.rows(), B.cols(), A.cols(), 1.0f, SgemmView{A.data(), A.cols(), 1},
                      SgemmView{B.data(), B.cols(), 1}, 0.0f, SgemmMutView{C.data(), C.cols(), 1}, threads);
 }
 

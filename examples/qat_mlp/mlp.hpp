@@ -4,7 +4,7 @@
 // (qk/methods/qat.hpp): the straight-through estimator on min/max parameters, or LSQ's learned step.
 //
 // Weights are qk's [out_features, in_features]; a layer computes y = x · Wᵀ + b on row-major batches. Every matrix
-// product goes through qk::kernels::sgemm, which splits work over output blocks only, so results are the same
+// product goes through qk::linalg::sgemm, which splits work over output blocks only, so results are the same
 // bytes on any thread count.
 #include <cstdint>
 #include <optional>

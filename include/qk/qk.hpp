@@ -31,6 +31,7 @@
 #include "qk/methods/grid.hpp"
 #include "qk/methods/hessian.hpp"
 #include "qk/methods/llm_int8.hpp"
+#include "qk/methods/lsq.hpp"
 #include "qk/methods/qat.hpp"
 #include "qk/methods/rtn.hpp"
 #include "qk/methods/smoothquant.hpp"

@@ -5,6 +5,8 @@
 #include <cstdlib>
 
 #include <qk/model/llama_model.hpp>
+#include <qk/model/token_file.hpp>
+#include <qk/model/perplexity.hpp>
 
 int main(int argc, char** argv) {
   if (argc < 3) {

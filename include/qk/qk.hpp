@@ -13,8 +13,10 @@
 #include "qk/core/threads.hpp"
 #include "qk/core/version.hpp"
 
+#include "qk/util/atomic_dir.hpp"
 #include "qk/util/atomic_file.hpp"
 #include "qk/util/isa.hpp"
+#include "qk/util/json_writer.hpp"
 
 #include "qk/calib/calib.hpp"
 #include "qk/calib/entropy.hpp"
@@ -27,6 +29,7 @@
 #include "qk/linalg/sgemm.hpp"
 
 #include "qk/methods/awq.hpp"
+#include "qk/methods/awq_search.hpp"
 #include "qk/methods/gptq.hpp"
 #include "qk/methods/grid.hpp"
 #include "qk/methods/hessian.hpp"
@@ -37,10 +40,12 @@
 #include "qk/methods/smoothquant.hpp"
 
 #include "qk/io/gguf.hpp"
+#include "qk/io/imatrix.hpp"
 #include "qk/io/npy.hpp"
 #include "qk/io/safetensors.hpp"
 #include "qk/io/tensor_file.hpp"
 
+#include "qk/formats/bnb_nf4.hpp"
 #include "qk/formats/checkpoint.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/gptq_hf.hpp"
@@ -50,4 +55,16 @@
 #include "qk/kernels/isa.hpp"
 #include "qk/kernels/weight_buffer.hpp"
 
+#include "qk/model/llama_config.hpp"
+#include "qk/model/llama_layer.hpp"
 #include "qk/model/llama_model.hpp"
+#include "qk/model/perplexity.hpp"
+#include "qk/model/sample.hpp"
+#include "qk/model/token_file.hpp"
+
+#include "qk/pipeline/architecture.hpp"
+#include "qk/pipeline/calibration.hpp"
+#include "qk/pipeline/plan.hpp"
+#include "qk/pipeline/quantize.hpp"
+#include "qk/pipeline/sink.hpp"
+#include "qk/pipeline/target.hpp"

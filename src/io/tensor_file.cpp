@@ -188,6 +188,37 @@ std::span<const std::byte> TensorFile::bytes(const TensorInfo& t) const {
   return {base_ + t.offset, static_cast<size_t>(t.nbytes)};
 }
 
+void encode_floats(const float* src, int64_t n, DType d, std::byte* out) {
+  auto bad = [&](int64_t i, const char* why) {
+    fail<NumericError>("element {} = {} {} {}", i, src[i], why, dtype_name(d));
+  };
+  switch (d) {
+    case DType::F32:
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(src[i])) bad(i, "cannot be written as");
+      if (n) std::memcpy(out, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::F64:
+      for (int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(src[i])) bad(i, "cannot be written as");
+        const double v = src[i];
+        std::memcpy(out + 8 * i, &v, 8);
+      }
+      return;
+    case DType::F16:
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        if (!std::isfinite(src[i])) bad(i, "cannot be written as");
+        const uint16_t h = d == DType::F16 ? fp32_to_fp16(src[i]) : fp32_to_bf16(src[i]);
+        if ((d == DType::F16 && (h & 0x7C00u) == 0x7C00u) || (d == DType::BF16 && (h & 0x7F80u) == 0x7F80u))
+          bad(i, "overflows");
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      return;
+    default: fail<InvalidArgument>("cannot encode floats as {}", dtype_name(d));
+  }
+}
+
 void TensorFile::read_rows(const TensorInfo& t, int64_t r0, int64_t nr, float* out) const {
   const auto b = bytes(t);
   const int64_t n_all = t.numel();

@@ -20,6 +20,9 @@
 #include <fmt/format.h>
 
 #include "qk/model/llama_model.hpp"
+#include "qk/model/token_file.hpp"
+#include "qk/model/sample.hpp"
+#include "qk/model/perplexity.hpp"
 #include "qk/io/gguf.hpp"
 #include "qk/io/tensor_file.hpp"
 #include "test_util.hpp"

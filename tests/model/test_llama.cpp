@@ -2,6 +2,9 @@
 // 4.90 on stories260K's evaluation tokens (context 128, BOS first, second half scored); see
 // examples/models/README.md.
 #include "qk/model/llama_model.hpp"
+#include "qk/model/token_file.hpp"
+#include "qk/model/sample.hpp"
+#include "qk/model/perplexity.hpp"
 
 #include <gtest/gtest.h>
 

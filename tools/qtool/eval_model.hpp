@@ -7,6 +7,8 @@
 
 #include "output.hpp"
 #include "qk/model/llama_model.hpp"
+#include "qk/model/token_file.hpp"
+#include "qk/model/perplexity.hpp"
 
 namespace qtool {
 

@@ -43,6 +43,12 @@ class FormatError : public Error {
   using Error::Error;
 };
 
+// The caller asked a long operation to stop (a progress callback returned false); nothing was committed.
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 // Throws E with a fmt-formatted message.
 template <typename E = Error, typename... Args>
 [[noreturn]] inline void fail(fmt::format_string<Args...> f, Args&&... args) {

@@ -33,6 +33,11 @@ const char* dtype_name(DType t);
 // Bytes per element; 0 for DType::Ggml (block types: see qk/io/gguf.hpp ggml_type_info).
 size_t dtype_size(DType t);
 
+// Encodes n float32 values as the plain float type d (F32, F16, BF16 or F64) into out (n * dtype_size(d) bytes).
+// NumericError naming the element index when a value is NaN or Inf or overflows d (|x| > 65504 after rounding for
+// F16): a conversion never writes a non-finite value. InvalidArgument for a type that is not a float type.
+void encode_floats(const float* src, int64_t n, DType d, std::byte* out);
+
 struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;

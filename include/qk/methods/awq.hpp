@@ -85,6 +85,16 @@ inline void grid_round(const Eigen::MatrixXf& Wc, WeightGrid& grid, Eigen::Matri
 
 }  // namespace detail
 
+// AWQ's per-input-channel scales for exponent `ratio` (α): s = max(x̄^α, 1e-4), then s /= sqrt(max(s)·min(s)),
+// x̄ the mean |x| of each input column. awq() and the block-scored search (awq_search.hpp) both use it.
+inline Eigen::VectorXf awq_scale_vector(const Eigen::VectorXf& xmean, double ratio) {
+  Eigen::VectorXf s(xmean.size());
+  for (Eigen::Index j = 0; j < xmean.size(); ++j)
+    s[j] = std::max(static_cast<float>(std::pow(static_cast<double>(xmean[j]), ratio)), 1e-4f);
+  s /= std::sqrt(s.maxCoeff() * s.minCoeff());
+  return s;
+}
+
 // AWQ of W (rows x cols) with calibration activations X (tokens x cols) onto `grid`. The grid ends holding the
 // encoding of scaled_quantized.
 inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<const RowMatrixXf>& X, WeightGrid& grid,
@@ -139,10 +149,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     Eigen::MatrixXf Ws(rows, cols), D(rows, cols);
     for (int i = 0; i < o.n_grid; ++i) {
       const double ratio = static_cast<double>(i) / o.n_grid;
-      Eigen::VectorXf s(cols);
-      for (int64_t j = 0; j < cols; ++j)
-        s[j] = std::max(static_cast<float>(std::pow(static_cast<double>(xmean[j]), ratio)), 1e-4f);
-      s /= std::sqrt(s.maxCoeff() * s.minCoeff());
+      const Eigen::VectorXf s = awq_scale_vector(xmean, ratio);
       Ws = Wc * s.asDiagonal();
       detail::grid_round(Ws, grid, Q);
       D = Wc - Q * s.cwiseInverse().asDiagonal();

@@ -1,66 +1,25 @@
 #pragma once
 // A small, exact Llama forward pass (float32) over weights from any TensorFile (GGUF llama architecture), used to
-// measure what quantization costs in model quality: perplexity, KL divergence against the base model, top-1
-// agreement. Quantized tensors are dequantized once at load; the model is meant for small models (the bundled
-// stories260K) and for evaluating quantized files, not for fast inference.
+// measure what quantization costs in model quality (qk/model/perplexity.hpp) and to sample from a model
+// (qk/model/sample.hpp). Quantized tensors are dequantized once at load; the whole model is held as float, so it
+// is meant for small models and for evaluating quantized files. Calibration of large models goes block by block
+// instead (qk/model/llama_layer.hpp, qk/pipeline).
 //
-// Architecture (as llama2.c's run.c and llama.cpp's LLM_ARCH_LLAMA with rope type "norm"): token embedding;
-// per layer RMSNorm -> Q, K, V projections -> RoPE on adjacent pairs (theta 10000, head_dim dimensions) ->
-// causal grouped-query attention -> output projection, residual; RMSNorm -> SwiGLU FFN down(silu(gate x) * up x),
-// residual; final RMSNorm and the output projection (the embedding when output.weight is absent).
-//
-// Calibration (model-mode GPTQ/AWQ): the pass is also available layer by layer (embed, forward_layer, logits), a
-// ForwardObserver sees the input of every group of linear layers as it is computed, and set_weight replaces a weight
-// (e.g. by its quantized value) so that later layers are calibrated on the partly quantized model. sample() draws
-// token sequences from the model itself (incremental decoding with a KV cache).
+// The pass is also available layer by layer (embed, forward_layer, logits), a ForwardObserver sees the input of
+// every group of linear layers as it is computed, and set_weight replaces a weight (e.g. by its quantized value).
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "qk/io/tensor_file.hpp"
+#include "qk/model/llama_config.hpp"
+#include "qk/model/llama_layer.hpp"
 
 namespace qk::model {
-
-using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-struct LlamaConfig {
-  int dim = 0, hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab = 0, context = 0;
-  float norm_eps = 1e-5f;
-  float rope_theta = 10000.0f;
-};
-
-struct LlamaLayer {
-  Eigen::VectorXf attn_norm, ffn_norm;
-  RowMatrixXf wq, wk, wv, wo;   // [out, in]
-  RowMatrixXf w_gate, w_up, w_down;
-};
-
-// The four groups of linear layers of a block that read the same input, in the order the block computes them.
-enum class LinearInput {
-  AttnQkv,     // attn_q, attn_k, attn_v: the attention RMSNorm's output [tokens, dim]
-  AttnOutput,  // attn_output: the attention heads' output [tokens, dim]
-  FfnGateUp,   // ffn_gate, ffn_up: the FFN RMSNorm's output [tokens, dim]
-  FfnDown,     // ffn_down: silu(gate x) * up x [tokens, hidden]
-};
-inline constexpr LinearInput kLinearInputs[] = {LinearInput::AttnQkv, LinearInput::AttnOutput, LinearInput::FfnGateUp,
-                                                LinearInput::FfnDown};
-// GGUF tensor names (without "blk.N." and ".weight") of the weights that read `in`: "attn_q", "attn_k", ...
-std::vector<std::string> linear_names(LinearInput in);
-// "blk.<layer>.<name>.weight"
-std::string layer_weight_name(int layer, std::string_view name);
-
-// Sees the inputs of the linear layers during a forward pass. x is [tokens, in_features] and only valid during the
-// call. The pass itself keeps no state between calls: observers carry their own.
-class ForwardObserver {
- public:
-  virtual ~ForwardObserver() = default;
-  virtual void on_linear_input(int layer, LinearInput in, const RowMatrixXf& x) = 0;
-};
 
 // Keys and values of the positions decoded so far (LlamaModel::decode); one [positions, kv_dim] pair per layer.
 struct KvCache {
@@ -71,7 +30,7 @@ struct KvCache {
 class LlamaModel {
  public:
   // Reads the llama.* metadata and every weight (dequantizing block types). FormatError naming the file and
-  // tensor when something is missing or has the wrong shape.
+  // tensor when something is missing, has the wrong shape or holds NaN/Inf.
   static LlamaModel load(const io::TensorFile& file);
   static LlamaModel load(const std::filesystem::path& path);
 
@@ -94,12 +53,10 @@ class LlamaModel {
   // InvalidArgument for another name. set_weight replaces it (ShapeError for another shape, NumericError for NaN/Inf).
   const RowMatrixXf& weight(const std::string& name) const;
   void set_weight(const std::string& name, const RowMatrixXf& w);
+  const LlamaLayer& layer(int l) const;
 
  private:
   RowMatrixXf* find_weight(const std::string& name);
-  void layer_pass(int layer, RowMatrixXf& x, int64_t pos0, RowMatrixXf* kc, RowMatrixXf* vc,
-                  ForwardObserver* observer) const;
-  bool tied_output_ = false;  // output_ is a copy of tok_embd_ (no output.weight)
 
   LlamaConfig cfg_;
   RowMatrixXf tok_embd_, output_;
@@ -107,52 +64,8 @@ class LlamaModel {
   std::vector<LlamaLayer> layers_;
 };
 
-struct PerplexityOptions {
-  int context = 128;      // chunk length; every chunk is scored independently
-  int bos = 1;            // the first token of every chunk is replaced by this id (-1: keep)
-  int first = -1;         // first scored position; -1 = context / 2 (llama.cpp's perplexity tool)
-  int max_chunks = 0;     // 0 = all
-  int threads = 0;
-};
-
-struct PerplexityResult {
-  double ppl = 0, nll = 0;  // exp(mean NLL), mean NLL (nats)
-  int64_t scored = 0;       // predictions scored
-  int chunks = 0;
-};
-
-// Scores tokens the way llama.cpp's perplexity tool does: split into chunks of `context`, set the first token to
-// BOS, run each chunk, and average -log p(token[j+1] | token[..j]) for j in [first, context - 2].
-PerplexityResult perplexity(const LlamaModel& m, std::span<const int32_t> tokens, const PerplexityOptions& o = {});
-
-struct CompareResult {
-  PerplexityResult base, candidate;
-  double kld = 0;          // mean KL(base || candidate) over the scored positions (nats)
-  double top1_agree = 0;   // fraction of scored positions whose argmax agrees
-};
-
-// Scores both models on the same chunks and compares their next-token distributions.
-CompareResult compare(const LlamaModel& base, const LlamaModel& candidate, std::span<const int32_t> tokens,
-                      const PerplexityOptions& o = {});
-
-struct SampleOptions {
-  int samples = 32;          // sequences
-  int length = 128;          // tokens per sequence, the first one `bos`
-  uint64_t seed = 1;
-  float temperature = 1.0f;  // > 0
-  int bos = 1;
-  int threads = 0;
-};
-
-// Draws `samples` sequences from the model (ancestral sampling from softmax(logits / temperature)), concatenated:
-// samples * length ids. Each sequence has its own generator seeded from (seed, index), so the result does not
-// depend on the thread count.
-std::vector<int32_t> sample(const LlamaModel& m, const SampleOptions& o);
-
-// Writes token ids as little-endian int32 (the format read_tokens reads), through a temporary file and a rename.
-void write_tokens(const std::filesystem::path& path, std::span<const int32_t> tokens);
-
-// Reads a file of little-endian int32 token ids. FormatError for a size that is not a multiple of 4.
-std::vector<int32_t> read_tokens(const std::filesystem::path& path);
+// Final RMSNorm and output projection: logits [rows, vocab] of hidden states x.
+RowMatrixXf output_logits(const LlamaConfig& cfg, const RowMatrixXf& x, const float* output_norm,
+                          const float* output);
 
 }  // namespace qk::model

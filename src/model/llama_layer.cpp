@@ -1,0 +1,289 @@
+// One Llama block: loading, views and the forward pass (qk/model/llama_layer.hpp).
+#include "qk/model/llama_layer.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "qk/core/error.hpp"
+#include "qk/formats/tensor_values.hpp"
+
+namespace qk::model {
+namespace {
+
+using ConstMap = Eigen::Map<const RowMatrixXf>;
+
+const io::TensorInfo& checked(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  const io::TensorInfo* t = f.find(name);
+  if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
+  const int64_t c = t->shape.empty() ? 1 : t->shape.back();
+  const int64_t r = c == 0 ? 0 : t->numel() / c;
+  if (r != rows || c != cols)
+    fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, r, c, rows, cols);
+  return *t;
+}
+
+RowMatrixXf read_weight(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  RowMatrixXf m = formats::read_matrix(f, checked(f, name, rows, cols));
+  if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), name);
+  return m;
+}
+
+Eigen::VectorXf read_vector(const io::TensorFile& f, const std::string& name, int64_t n) {
+  return read_weight(f, name, 1, n).row(0).transpose();
+}
+
+// RoPE on adjacent pairs (llama2.c run.c; llama.cpp rope type "norm"): pair (2i, 2i+1) of each head rotates by
+// pos * theta^(-2i/head_dim). Row t of x is at position pos0 + t * step (step 0: every row at pos0).
+void rope(RowMatrixXf& x, int head_dim, float theta, int64_t pos0, int64_t step) {
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    for (Eigen::Index c = 0; c + 1 < x.cols(); c += 2) {
+      const int i = static_cast<int>(c % head_dim);
+      const float freq = std::pow(theta, -static_cast<float>(i) / static_cast<float>(head_dim));
+      const float a = static_cast<float>(pos0 + t * step) * freq;
+      const float cs = std::cos(a), sn = std::sin(a);
+      const float v0 = x(t, c), v1 = x(t, c + 1);
+      x(t, c) = v0 * cs - v1 * sn;
+      x(t, c + 1) = v0 * sn + v1 * cs;
+    }
+}
+
+// y = x · Wᵀ for W [out, in] at w. An aligned map takes the same Eigen product path as an owned matrix (an
+// unaligned one peels its first elements, which changes how dot products are summed).
+void linear(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out) {
+  if (reinterpret_cast<uintptr_t>(w) % 16 == 0)
+    y = x * Eigen::Map<const RowMatrixXf, Eigen::Aligned16>(w, out, x.cols()).transpose();
+  else
+    y = x * ConstMap(w, out, x.cols()).transpose();
+}
+
+// y += x · Wᵀ (evaluated as one expression, as Eigen accumulates a product into its destination).
+void linear_add(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out) {
+  if (reinterpret_cast<uintptr_t>(w) % 16 == 0)
+    y += x * Eigen::Map<const RowMatrixXf, Eigen::Aligned16>(w, out, x.cols()).transpose();
+  else
+    y += x * ConstMap(w, out, x.cols()).transpose();
+}
+
+// Causal attention of the query rows q (row t at position pos0 + t) over K/V rows [0, last_t] where
+// last_t = pos0 + t - base (base: the position of K's first row), into att.
+void attend(const LlamaConfig& cfg, const RowMatrixXf& q, const RowMatrixXf& K, const RowMatrixXf& V, int64_t pos0,
+            int64_t base, RowMatrixXf& att) {
+  const int head_dim = cfg.head_dim(), group = cfg.n_heads / cfg.n_kv_heads;
+  const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const auto T = q.rows();
+  std::vector<float> score(static_cast<size_t>(pos0 + T - base));
+  for (int hd = 0; hd < cfg.n_heads; ++hd) {
+    const int kvh = hd / group;
+    for (Eigen::Index t = 0; t < T; ++t) {
+      const int64_t last = pos0 + t - base;  // attend to K rows [0, last]
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s <= last; ++s) {
+        const float d = q.row(t).segment(hd * head_dim, head_dim).dot(K.row(s).segment(kvh * head_dim, head_dim)) * inv_sqrt;
+        score[static_cast<size_t>(s)] = d;
+        mx = std::max(mx, d);
+      }
+      float sum = 0;
+      for (int64_t s = 0; s <= last; ++s) sum += (score[static_cast<size_t>(s)] = std::exp(score[static_cast<size_t>(s)] - mx));
+      auto out = att.row(t).segment(hd * head_dim, head_dim);
+      out.setZero();
+      for (int64_t s = 0; s <= last; ++s) out += (score[static_cast<size_t>(s)] / sum) * V.row(s).segment(kvh * head_dim, head_dim);
+    }
+  }
+}
+
+// The FFN half of a block: x += down(silu(gate h) * up h), h = rmsnorm(x).
+void ffn(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, ForwardObserver* observer) {
+  RowMatrixXf h;
+  rms_norm(h, x, w.ffn_norm, cfg.norm_eps);
+  if (observer) {
+    observer->on_linear_input(layer, LinearInput::FfnGateUp, h);
+    if (observer->stop_after(LinearInput::FfnGateUp)) return;
+  }
+  RowMatrixXf g, u;
+  linear(g, h, w.w_gate, cfg.hidden);
+  linear(u, h, w.w_up, cfg.hidden);
+  g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // silu(gate) * up
+  if (observer) {
+    observer->on_linear_input(layer, LinearInput::FfnDown, g);
+    if (observer->stop_after(LinearInput::FfnDown)) return;
+  }
+  linear_add(x, g, w.w_down, cfg.dim);
+}
+
+}  // namespace
+
+LayerView view(const LlamaLayer& L) {
+  return {L.attn_norm.data(), L.ffn_norm.data(), L.wq.data(), L.wk.data(), L.wv.data(), L.wo.data(),
+          L.w_gate.data(), L.w_up.data(), L.w_down.data()};
+}
+
+RowMatrixXf* find_linear(LlamaLayer& L, std::string_view n) {
+  if (n == "attn_q") return &L.wq;
+  if (n == "attn_k") return &L.wk;
+  if (n == "attn_v") return &L.wv;
+  if (n == "attn_output") return &L.wo;
+  if (n == "ffn_gate") return &L.w_gate;
+  if (n == "ffn_up") return &L.w_up;
+  if (n == "ffn_down") return &L.w_down;
+  return nullptr;
+}
+
+Eigen::VectorXf* find_norm(LlamaLayer& L, std::string_view n) {
+  if (n == "attn_norm") return &L.attn_norm;
+  if (n == "ffn_norm") return &L.ffn_norm;
+  return nullptr;
+}
+
+LlamaLayer load_layer(const io::TensorFile& f, const LlamaConfig& c, int l) {
+  if (l < 0 || l >= c.n_layers) fail<InvalidArgument>("llama: layer {} outside [0, {})", l, c.n_layers);
+  LlamaLayer L;
+  L.attn_norm = read_vector(f, layer_weight_name(l, "attn_norm"), c.dim);
+  L.ffn_norm = read_vector(f, layer_weight_name(l, "ffn_norm"), c.dim);
+  L.wq = read_weight(f, layer_weight_name(l, "attn_q"), c.dim, c.dim);
+  L.wk = read_weight(f, layer_weight_name(l, "attn_k"), c.kv_dim(), c.dim);
+  L.wv = read_weight(f, layer_weight_name(l, "attn_v"), c.kv_dim(), c.dim);
+  L.wo = read_weight(f, layer_weight_name(l, "attn_output"), c.dim, c.dim);
+  L.w_gate = read_weight(f, layer_weight_name(l, "ffn_gate"), c.hidden, c.dim);
+  L.w_up = read_weight(f, layer_weight_name(l, "ffn_up"), c.hidden, c.dim);
+  L.w_down = read_weight(f, layer_weight_name(l, "ffn_down"), c.dim, c.hidden);
+  return L;
+}
+
+LayerView LayerLoader::acquire(int l) {
+  release();
+  if (l < 0 || l >= cfg_.n_layers) fail<InvalidArgument>("llama: layer {} outside [0, {})", l, cfg_.n_layers);
+  struct Part {
+    const char* name;
+    int64_t rows, cols;
+    const float** slot;
+  };
+  LayerView v;
+  const Part parts[] = {{"attn_norm", 1, cfg_.dim, &v.attn_norm},     {"ffn_norm", 1, cfg_.dim, &v.ffn_norm},
+                        {"attn_q", cfg_.dim, cfg_.dim, &v.wq},        {"attn_k", cfg_.kv_dim(), cfg_.dim, &v.wk},
+                        {"attn_v", cfg_.kv_dim(), cfg_.dim, &v.wv},   {"attn_output", cfg_.dim, cfg_.dim, &v.wo},
+                        {"ffn_gate", cfg_.hidden, cfg_.dim, &v.w_gate}, {"ffn_up", cfg_.hidden, cfg_.dim, &v.w_up},
+                        {"ffn_down", cfg_.dim, cfg_.hidden, &v.w_down}};
+  bool in_place = true;
+  for (const Part& p : parts) {
+    const io::TensorInfo& t = checked(file_, layer_weight_name(l, p.name), p.rows, p.cols);
+    in_place = in_place && t.dtype == io::DType::F32 &&
+               reinterpret_cast<uintptr_t>(file_.bytes(t).data()) % alignof(float) == 0;
+  }
+  if (!in_place) {
+    storage_ = load_layer(file_, cfg_, l);
+    return view(storage_);
+  }
+  for (const Part& p : parts) {
+    const auto b = file_.bytes(file_.tensor(layer_weight_name(l, p.name)));
+    *p.slot = reinterpret_cast<const float*>(b.data());
+    mapped_.push_back(b);
+  }
+  return v;
+}
+
+void LayerLoader::release() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  for (const auto& b : mapped_) {
+    const auto a = reinterpret_cast<uintptr_t>(b.data());
+    const uintptr_t begin = (a + page - 1) / page * page, end = (a + b.size()) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
+  mapped_.clear();
+  storage_ = LlamaLayer();
+}
+
+void rms_norm(RowMatrixXf& out, const RowMatrixXf& x, const float* w, float eps) {
+  out.resize(x.rows(), x.cols());
+  const Eigen::Map<const Eigen::VectorXf> wv(w, x.cols());
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    const float ss = x.row(t).squaredNorm() / static_cast<float>(x.cols());
+    const float inv = 1.0f / std::sqrt(ss + eps);
+    out.row(t) = (x.row(t).array() * inv * wv.transpose().array()).matrix();
+  }
+}
+
+void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, int64_t pos0,
+                   RowMatrixXf* kc, RowMatrixXf* vc, ForwardObserver* observer) {
+  if (x.cols() != cfg.dim)
+    fail<ShapeError>("llama layer {}: hidden states have {} columns, the model {}", layer, x.cols(), cfg.dim);
+  const auto T = x.rows();
+  RowMatrixXf h;
+  rms_norm(h, x, w.attn_norm, cfg.norm_eps);
+  if (observer) {
+    observer->on_linear_input(layer, LinearInput::AttnQkv, h);
+    if (observer->stop_after(LinearInput::AttnQkv)) return;
+  }
+  RowMatrixXf q, k, v;
+  linear(q, h, w.wq, cfg.dim);
+  linear(k, h, w.wk, cfg.kv_dim());
+  linear(v, h, w.wv, cfg.kv_dim());
+  rope(q, cfg.head_dim(), cfg.rope_theta, pos0, 1);
+  rope(k, cfg.head_dim(), cfg.rope_theta, pos0, 1);
+  if (kc) {
+    kc->conservativeResize(pos0 + T, k.cols());
+    vc->conservativeResize(pos0 + T, v.cols());
+    kc->bottomRows(T) = k;
+    vc->bottomRows(T) = v;
+  }
+  RowMatrixXf att(T, cfg.dim);
+  attend(cfg, q, kc ? *kc : k, vc ? *vc : v, pos0, kc ? 0 : pos0, att);
+  if (observer) {
+    observer->on_linear_input(layer, LinearInput::AttnOutput, att);
+    if (observer->stop_after(LinearInput::AttnOutput)) return;
+  }
+  linear_add(x, att, w.wo, cfg.dim);
+  ffn(cfg, w, layer, x, observer);
+}
+
+void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int64_t pos, std::span<RowMatrixXf> kc,
+                std::span<RowMatrixXf> vc, int threads) {
+  const auto S = x.rows();
+  if (x.cols() != cfg.dim) fail<ShapeError>("llama step: hidden states have {} columns, the model {}", x.cols(), cfg.dim);
+  if (static_cast<Eigen::Index>(kc.size()) != S || static_cast<Eigen::Index>(vc.size()) != S)
+    fail<InvalidArgument>("llama step: {} sequences, {} caches", S, kc.size());
+  RowMatrixXf h;
+  rms_norm(h, x, w.attn_norm, cfg.norm_eps);
+  RowMatrixXf q, k, v;
+  linear(q, h, w.wq, cfg.dim);
+  linear(k, h, w.wk, cfg.kv_dim());
+  linear(v, h, w.wv, cfg.kv_dim());
+  rope(q, cfg.head_dim(), cfg.rope_theta, pos, 0);
+  rope(k, cfg.head_dim(), cfg.rope_theta, pos, 0);
+  RowMatrixXf att(S, cfg.dim);
+#pragma omp parallel for schedule(static) num_threads(std::max(1, threads))
+  for (Eigen::Index s = 0; s < S; ++s) {  // shapes were checked: nothing here throws
+    RowMatrixXf& K = kc[static_cast<size_t>(s)];
+    RowMatrixXf& V = vc[static_cast<size_t>(s)];
+    K.conservativeResize(pos + 1, cfg.kv_dim());
+    V.conservativeResize(pos + 1, cfg.kv_dim());
+    K.row(pos) = k.row(s);
+    V.row(pos) = v.row(s);
+    const RowMatrixXf qs = q.row(s);
+    RowMatrixXf as(1, cfg.dim);
+    attend(cfg, qs, K, V, pos, 0, as);
+    att.row(s) = as;
+  }
+  linear_add(x, att, w.wo, cfg.dim);
+  ffn(cfg, w, 0, x, nullptr);
+}
+
+RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<const int32_t> tokens) {
+  const io::TensorInfo& e = checked(f, "token_embd.weight", cfg.vocab, cfg.dim);
+  const auto T = static_cast<Eigen::Index>(tokens.size());
+  RowMatrixXf x(T, cfg.dim);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    const int32_t id = tokens[static_cast<size_t>(t)];
+    if (id < 0 || id >= cfg.vocab)
+      fail<InvalidArgument>("token id {} at position {} is outside the vocabulary of {}", id, t, cfg.vocab);
+    formats::read_rows(f, e, id, 1, x.row(t).data());
+  }
+  if (!x.allFinite()) fail<FormatError>("{}: tensor 'token_embd.weight' holds NaN or Inf", f.path().string());
+  return x;
+}
+
+}  // namespace qk::model

@@ -198,4 +198,18 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   return from_llama2c(path);
 }
 
+Tokenizer Tokenizer::for_model(const std::filesystem::path& model, const std::filesystem::path& tokenizer) {
+  const auto f = io::TensorFile::open(model);
+  if (tokenizer.empty()) {
+    if (f->format() == io::FileFormat::Llama2c)
+      fail<InvalidArgument>("{}: a llama2.c checkpoint holds no vocabulary: give its tokenizer.bin", model.string());
+    return from_gguf(*f);
+  }
+  Tokenizer t = load(tokenizer);
+  if (const io::TensorInfo* emb = f->find("token_embd.weight"); emb && !emb->shape.empty() && emb->shape[0] != t.size())
+    fail<FormatError>("{}: {} tokens, but the model {} has {} token embeddings", tokenizer.string(), t.size(),
+                      model.string(), emb->shape[0]);
+  return t;
+}
+
 }  // namespace qk::model

@@ -79,6 +79,10 @@ class Tokenizer {
   static Tokenizer from_llama2c(const std::filesystem::path& tokenizer_bin);
   // A GGUF file with a vocabulary or a llama2.c tokenizer.bin, told apart by the GGUF magic.
   static Tokenizer load(const std::filesystem::path& path);
+  // The vocabulary of a model: `tokenizer` when given (a tokenizer.bin or a GGUF; FormatError naming both files when
+  // its size is not the model's token_embd rows), else the model's own GGUF metadata (FormatError "no vocabulary"
+  // naming the file). A llama2.c checkpoint has none: InvalidArgument asking for its tokenizer.bin.
+  static Tokenizer for_model(const std::filesystem::path& model, const std::filesystem::path& tokenizer = {});
 
   // Token ids of `text`. FormatError "<source>: ..." for invalid UTF-8 (naming the byte offset) and for a character
   // the vocabulary cannot spell (naming it as U+XXXX and its byte offset). An empty text gives no ids (BOS alone when

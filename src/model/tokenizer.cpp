@@ -3,6 +3,7 @@
 // escaping), byte_to_token, token_to_piece and detokenize (src/llama-vocab.cpp, commit c392e509).
 #include "qk/model/tokenizer.hpp"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <queue>
@@ -111,6 +112,7 @@ struct Tokenizer::Impl {
   // No piece has a '▁' right after another character (true of vocabularies trained with whitespace splitting):
   // then no piece can span the boundary before a run of spaces, and the text is merged one word at a time.
   bool split_at_spaces = false;
+  std::vector<int32_t> specials;  // control, unknown and user-defined tokens, longest text first (then by id)
 
   Impl(Vocabulary v, std::string s) : vocab(std::move(v)), source(std::move(s)) {}
   Impl(const Impl&) = delete;
@@ -158,6 +160,14 @@ Tokenizer::Tokenizer(Vocabulary vocab, std::string source) {
     impl->byte_id[static_cast<size_t>(b)] = id;
   }
   impl->all_bytes = bytes == 256;
+  for (int32_t id = 0; id < count; ++id) {
+    const TokenType ty = v.tokens[static_cast<size_t>(id)].type;
+    if (ty == TokenType::Control || ty == TokenType::Unknown || ty == TokenType::UserDefined)
+      impl->specials.push_back(id);
+  }
+  std::stable_sort(impl->specials.begin(), impl->specials.end(), [&](int32_t a, int32_t b) {
+    return v.tokens[static_cast<size_t>(a)].text.size() > v.tokens[static_cast<size_t>(b)].text.size();
+  });
   impl->split_at_spaces = true;
   for (const TokenPiece& t : v.tokens)
     for (size_t k = t.text.find(kSpace, 1); k != std::string::npos; k = t.text.find(kSpace, k + 1))
@@ -276,24 +286,62 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
   ids.reserve(text.size() / 3 + 2);
   if (o.add_special && v.add_bos) ids.push_back(v.bos);
 
-  // With split_at_spaces no piece spans the start of a run of spaces, so each word (its leading spaces included) is
-  // merged on its own: the same result as merging the whole text, in a small working set.
-  Encoder enc(im, text, o.source, ids);
-  bool after_space = true;
-  if (!text.empty() && v.add_space_prefix) enc.add(kSpace, -1);
-  for (size_t i = 0; i < text.size();) {
-    char32_t cp;
-    const size_t len = utf8_char(text, i, cp);
-    if (len == 0)
-      fail<FormatError>("{}: invalid UTF-8 at byte {} (0x{:02X})", o.source, i, static_cast<unsigned char>(text[i]));
-    const std::string_view ch = text[i] == ' ' ? kSpace : text.substr(i, len);
-    const bool space = ch == kSpace;  // ' ' or a '▁' in the text itself: the same symbol
-    if (space && !after_space && im.split_at_spaces) enc.flush();
-    after_space = space;
-    enc.add(ch, static_cast<int64_t>(i));
-    i += len;
+  // Special tokens found in the text first (llama.cpp's tokenizer_st_partition): user-defined pieces always,
+  // control and unknown ones with parse_special; longest first, each occurrence leftmost first.
+  struct Fragment {
+    size_t begin, end;
+    int32_t special;  // >= 0: this token; -1: text
+  };
+  std::vector<Fragment> frags;
+  if (!text.empty()) frags.push_back({0, text.size(), -1});
+  for (const int32_t id : im.specials) {
+    const TokenPiece& t = v.tokens[static_cast<size_t>(id)];
+    if (t.type != TokenType::UserDefined && !o.parse_special) continue;
+    std::vector<Fragment> next;
+    for (const Fragment& f : frags) {
+      if (f.special >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t at = f.begin;
+      for (size_t m; (m = text.find(t.text, at)) != std::string_view::npos && m + t.text.size() <= f.end;) {
+        if (m > at) next.push_back({at, m, -1});
+        next.push_back({m, m + t.text.size(), id});
+        at = m + t.text.size();
+      }
+      if (at < f.end) next.push_back({at, f.end, -1});
+    }
+    frags = std::move(next);
   }
-  enc.flush();
+
+  // Each stretch of text on its own, with the dummy prefix when it is first or follows a special token. With
+  // split_at_spaces no piece spans the start of a run of spaces, so each word (its leading spaces included) is
+  // merged on its own: the same result as merging the whole stretch, in a small working set.
+  Encoder enc(im, text, o.source, ids);
+  bool after_special = true;
+  for (const Fragment& f : frags) {
+    if (f.special >= 0) {
+      ids.push_back(f.special);
+      after_special = true;
+      continue;
+    }
+    if (v.add_space_prefix && after_special) enc.add(kSpace, -1);
+    after_special = false;
+    bool after_space = true;
+    for (size_t i = f.begin; i < f.end;) {
+      char32_t cp;
+      const size_t len = utf8_char(text.substr(0, f.end), i, cp);
+      if (len == 0)
+        fail<FormatError>("{}: invalid UTF-8 at byte {} (0x{:02X})", o.source, i, static_cast<unsigned char>(text[i]));
+      const std::string_view ch = text[i] == ' ' ? kSpace : text.substr(i, len);
+      const bool space = ch == kSpace;  // ' ' or a '▁' in the text itself: the same symbol
+      if (space && !after_space && im.split_at_spaces) enc.flush();
+      after_space = space;
+      enc.add(ch, static_cast<int64_t>(i));
+      i += len;
+    }
+    enc.flush();
+  }
   if (o.add_special && v.add_eos) ids.push_back(v.eos);
   return ids;
 }

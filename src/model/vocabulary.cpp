@@ -29,6 +29,15 @@ const io::MetaArray* array_of(const io::TensorFile& f, std::string_view key, io:
   return a->get();
 }
 
+// Element i of an array, of the array's declared type (a parsed file guarantees it; an array built in memory might
+// not).
+template <typename T>
+const T& element(const io::MetaArray& a, size_t i, const std::string& file, const char* key) {
+  const T* x = std::get_if<T>(&a.values[i]);
+  if (!x) fail<FormatError>("{}: {}[{}] is not of the array's element type", file, key, i);
+  return *x;
+}
+
 // An unsigned integer value of any integer type; false when absent, FormatError when not an integer.
 bool meta_uint(const io::TensorFile& f, std::string_view key, uint64_t& out) {
   const io::MetaValue* v = io::find_meta(f.metadata(), key);
@@ -101,10 +110,10 @@ Vocabulary read_gguf_vocabulary(const io::TensorFile& f) {
   v.tokens.resize(n);
   for (size_t i = 0; i < n; ++i) {
     TokenPiece& t = v.tokens[i];
-    t.text = std::get<std::string>(tokens->values[i]);
-    if (scores) t.score = std::get<float>(scores->values[i]);
+    t.text = element<std::string>(*tokens, i, file, "tokenizer.ggml.tokens");
+    if (scores) t.score = element<float>(*scores, i, file, "tokenizer.ggml.scores");
     if (types) {
-      const int32_t ty = std::get<int32_t>(types->values[i]);
+      const int32_t ty = element<int32_t>(*types, i, file, "tokenizer.ggml.token_type");
       t.type = ty >= 0 && ty <= 6 ? static_cast<TokenType>(ty) : TokenType::Undefined;  // as llama.cpp
     }
   }

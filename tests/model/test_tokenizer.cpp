@@ -2,6 +2,7 @@
 // brute-force oracle on random vocabularies; the bundled vocabularies against llama.cpp's own ids (conformance test
 // in test_tokenizer_reference.cpp); bad input against the errors it must give.
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -224,6 +225,43 @@ TEST(Tokenizer, VocabularyChecks) {
   // Empty pieces get llama.cpp's placeholder name and never match text.
   Vocabulary empty = small_vocab({{"a", 0}, {"", 0}});
   EXPECT_EQ(Tokenizer(empty).token(1).text, "[EMPTY_1]");
+}
+
+std::vector<int32_t> i32_file(const std::string& rel) {
+  const auto b = qk::test::read_bytes(qk::test::test_data(rel));
+  std::vector<int32_t> ids(b.size() / 4);
+  if (!ids.empty()) std::memcpy(ids.data(), b.data(), ids.size() * 4);
+  return ids;
+}
+
+// llama.cpp's own ids (llama-tokenize, tests/data/model/README.md) for texts that exercise byte fallback, odd
+// spaces and special-token text, with and without parse_special.
+TEST(Tokenizer, EqualsLlamaCppOnEdgeCases) {
+  const std::string edge = qk::test::slurp(qk::test::test_data("model/edge.txt"));
+  EXPECT_EQ(tok512().encode(edge, kNoBos), i32_file("model/edge.stories260K.i32"));
+  EXPECT_EQ(tok512().encode(edge, {.parse_special = true}), i32_file("model/edge.stories260K.special.i32"));
+  std::string spaced;  // the text's literal '▁' (U+2581) is SentencePiece's space and decodes as one
+  for (size_t i = 0; i < edge.size(); ++i) {
+    if (edge.compare(i, 3, "\xE2\x96\x81") == 0) {
+      spaced += ' ';
+      i += 2;
+    } else {
+      spaced += edge[i];
+    }
+  }
+  EXPECT_EQ(tok512().decode(tok512().encode(edge, kNoBos)), spaced);
+  const std::string edge105 = qk::test::slurp(qk::test::test_data("model/edge105.txt"));
+  EXPECT_EQ(tok105().encode(edge105, kNoBos), i32_file("model/edge105.babyllama.i32"));
+  EXPECT_EQ(tok105().encode(edge105, {.parse_special = true}), i32_file("model/edge105.babyllama.special.i32"));
+}
+
+TEST(Tokenizer, UserDefinedPiecesAreAlwaysMatchedFirstAndTheTextAfterThemGetsTheDummySpace) {
+  Vocabulary v = small_vocab({{"\xE2\x96\x81", 0}, {"a", 0}, {"b", 0}, {"<x>", 0}, {"\xE2\x96\x81" "a", 1}}, true);
+  v.tokens[3].type = TokenType::UserDefined;
+  const Tokenizer t(v);
+  EXPECT_THAT(pieces(t, t.encode("a<x>b", kNoBos)), ::testing::ElementsAre("\xE2\x96\x81" "a", "<x>", "\xE2\x96\x81", "b"));
+  EXPECT_THAT(pieces(t, t.encode("<x>", kNoBos)), ::testing::ElementsAre("<x>"));
+  EXPECT_EQ(t.piece(3), "<x>");  // user-defined pieces print as they are
 }
 
 TEST(Tokenizer, Llama2cTokenizerBinAsTheConverterReadsIt) {

@@ -1,4 +1,4 @@
-// `qtool tokenize MODEL (-p TEXT | -f FILE) [--tokenizer TOK] [--ids] [--no-bos]`: the token ids of a text as the
+// `qtool tokenize MODEL (-p TEXT | -f FILE) [--tokenizer TOK] [--ids] [--no-bos] [--parse-special]`: the token ids of a text as the
 // model's SentencePiece vocabulary gives them (qk/model/tokenizer.hpp; the ids llama.cpp's llama-tokenize gives).
 // MODEL is a GGUF with a vocabulary, or a llama2.c checkpoint with --tokenizer (its tokenizer.bin). Output: one line
 // per token, `id<TAB>piece` (the vocabulary's piece, '▁' for spaces, control characters escaped), or with --ids
@@ -19,7 +19,7 @@ namespace {
 
 struct TokenizeOptions {
   std::string model, tokenizer, prompt, file;
-  bool ids = false, no_bos = false;
+  bool ids = false, no_bos = false, parse_special = false;
 };
 
 // A piece on one line: backslash, newline, tab and other control bytes escaped.
@@ -53,7 +53,9 @@ std::string read_text(const std::string& path) {
 int run_tokenize(const TokenizeOptions& o) {
   const auto tok = qk::model::Tokenizer::for_model(o.model, o.tokenizer);
   const std::string text = o.file.empty() ? o.prompt : read_text(o.file);
-  const auto ids = tok.encode(text, {.add_special = !o.no_bos, .source = o.file.empty() ? "prompt" : o.file});
+  const auto ids = tok.encode(text, {.add_special = !o.no_bos,
+                                     .parse_special = o.parse_special,
+                                     .source = o.file.empty() ? "prompt" : o.file});
   std::string out;
   if (o.ids) {
     out = fmt::format("{}\n", fmt::join(ids, " "));
@@ -78,6 +80,8 @@ void setup_tokenize(CLI::App& app, Runner& run) {
   sub->add_option("--tokenizer", opts->tokenizer, "The vocabulary: a llama2.c tokenizer.bin (or a GGUF)");
   sub->add_flag("--ids", opts->ids, "Print the ids on one line, separated by spaces");
   sub->add_flag("--no-bos", opts->no_bos, "Do not put the BOS token first");
+  sub->add_flag("--parse-special", opts->parse_special,
+                "Control tokens' text in the text (\"<s>\") become those tokens (llama-tokenize's default)");
   sub->callback([opts, &run, sub] {
     if (sub->count("--prompt") == 0 && sub->count("--file") == 0) throw CLI::RequiredError("-p TEXT or -f FILE");
     run = [opts] { return run_tokenize(*opts); };

@@ -7,8 +7,14 @@
 // adjacent pair whose concatenation is a vocabulary piece with the highest score is merged (equal scores: the
 // leftmost pair first), until no adjacent pair forms a piece. A character that is no piece is spelled with byte
 // tokens <0xNN> (byte fallback); a vocabulary without them cannot encode it: FormatError naming the character
-// (U+XXXX) and its byte offset in the text. Text is never parsed for special tokens: "<s>" in the text is three
-// characters. Linear-ish: one hash lookup per candidate pair and a priority queue over the pairs.
+// (U+XXXX) and its byte offset in the text. "<s>" in the text is three characters unless
+// EncodeOptions::parse_special. Linear-ish: one hash lookup per candidate pair and a priority
+// queue over the pairs, one word at a time.
+//
+// Special tokens, as llama.cpp's tokenizer_st_partition: before merging, the text is cut at every occurrence of a
+// user-defined piece (always) and of control and unknown pieces (with parse_special), longest pieces first; each
+// such occurrence is that token, and each stretch of text between them is encoded on its own, with the dummy
+// prefix when it comes first or right after a special token.
 //
 // Decoding follows llama.cpp's llama_token_to_piece / llama_detokenize: a normal piece with '▁' turned back into
 // spaces, a byte token its byte (consecutive byte tokens reassemble UTF-8), control and unknown tokens nothing
@@ -60,6 +66,7 @@ Vocabulary read_llama2c_vocabulary(const std::filesystem::path& path);
 
 struct EncodeOptions {
   bool add_special = true;           // BOS first (and EOS last) when the vocabulary adds them (add_bos / add_eos)
+  bool parse_special = false;        // control and unknown tokens' text ("<s>") in the text become those tokens
   std::string_view source = "text";  // names the text in error messages (e.g. the file it came from)
 };
 

@@ -87,6 +87,11 @@ TEST_F(CliText, ConvertThenTokenizeFromTheGgufOrTheCheckpointAndItsTokenizer) {
   EXPECT_THAT(ids.out, ::testing::MatchesRegex("[0-9]+( [0-9]+)*\n"));
   EXPECT_THAT(qtool("tokenize " + q(gguf) + " -f " + q(text)).out, HasSubstr("\t<0x0A>\n"));  // byte fallback
 
+  // "<s>" is text unless --parse-special.
+  const auto plain = qtool("tokenize " + q(gguf) + " -p '<s>' --ids --no-bos");
+  EXPECT_NE(plain.out, "1\n");
+  EXPECT_EQ(qtool("tokenize " + q(gguf) + " -p '<s>' --ids --no-bos --parse-special").out, "1\n");
+
   // An existing output is kept without --force.
   expect_error(qtool("convert " + q(bin) + " --tokenizer " + q(tok512_) + " -o " + q(gguf)), gguf.string());
   EXPECT_EQ(qtool("convert " + q(bin) + " --tokenizer " + q(tok512_) + " -o " + q(gguf) + " --force").code, 0);

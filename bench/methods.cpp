@@ -18,7 +18,7 @@
 #include "qk/methods/awq.hpp"
 #include "qk/methods/gptq.hpp"
 #include "qk/methods/hessian.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 #include "qk/methods/rtn.hpp"
 #include "qk/methods/smoothquant.hpp"
 
@@ -70,8 +70,8 @@ const Layer& layer_p2() {
 double rel_error(const qk::RowMatrixXf& X, const qk::RowMatrixXf& W, const qk::RowMatrixXf& What) {
   const qk::RowMatrixXf Dw = W - What;
   Eigen::MatrixXf D(X.rows(), W.rows()), Y(X.rows(), W.rows());
-  qk::detail::gemm(D, X, Dw.transpose(), 1.0f, 0.0f, 0);
-  qk::detail::gemm(Y, X, W.transpose(), 1.0f, 0.0f, 0);
+  qk::linalg::gemm(D, X, Dw.transpose(), 1.0f, 0.0f, 0);
+  qk::linalg::gemm(Y, X, W.transpose(), 1.0f, 0.0f, 0);
   return D.cast<double>().squaredNorm() / Y.cast<double>().squaredNorm();
 }
 

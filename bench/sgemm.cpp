@@ -10,7 +10,7 @@
 
 #include <Eigen/Core>
 
-#include "qk/kernels/sgemm.hpp"
+#include "qk/linalg/sgemm.hpp"
 
 namespace {
 
@@ -34,7 +34,7 @@ void BM_qk(benchmark::State& st, int64_t m, int64_t n, int64_t k) {
   const Eigen::MatrixXf A = random(m, k, 1), B = random(k, n, 2);
   Eigen::MatrixXf C = random(m, n, 3);
   for (auto _ : st) {
-    qk::kernels::sgemm(m, n, k, -1.0f, {A.data(), 1, A.outerStride()}, {B.data(), 1, B.outerStride()}, 1.0f,
+    qk::linalg::sgemm(m, n, k, -1.0f, {A.data(), 1, A.outerStride()}, {B.data(), 1, B.outerStride()}, 1.0f,
                        {C.data(), 1, C.outerStride()}, threads);
     benchmark::DoNotOptimize(C.data());
   }
@@ -61,7 +61,7 @@ void BM_qk_syrk(benchmark::State& st) {
   const Eigen::MatrixXf Xc = random(n, t, 4);  // Xᵀ stored column-major = X row-major (t x n)
   Eigen::MatrixXf S = Eigen::MatrixXf::Constant(n, n, 0.5f);
   for (auto _ : st) {
-    qk::kernels::ssyrk_lower(n, t, 1.0f, {Xc.data(), 1, n}, 1.0f, {S.data(), 1, n}, threads);
+    qk::linalg::ssyrk_lower(n, t, 1.0f, {Xc.data(), 1, n}, 1.0f, {S.data(), 1, n}, threads);
     benchmark::DoNotOptimize(S.data());
   }
   st.counters["threads"] = threads;

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include <qk/eval/llama_model.hpp>
+#include <qk/model/llama_model.hpp>
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -12,11 +12,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto model = qk::eval::LlamaModel::load(argv[1]);
-    const auto tokens = qk::eval::read_tokens(argv[2]);
-    qk::eval::PerplexityOptions o;
+    const auto model = qk::model::LlamaModel::load(argv[1]);
+    const auto tokens = qk::model::read_tokens(argv[2]);
+    qk::model::PerplexityOptions o;
     if (argc > 3) o.context = std::atoi(argv[3]);
-    const auto r = qk::eval::perplexity(model, tokens, o);
+    const auto r = qk::model::perplexity(model, tokens, o);
     std::printf("%s: perplexity %.4f over %lld predictions in %d chunks of %d\n", argv[1], r.ppl,
                 static_cast<long long>(r.scored), r.chunks, o.context);
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 
 #include "detail.hpp"
 #include "qk/io/tensor_file.hpp"
+#include "qk/formats/tensor_values.hpp"
 
 namespace qk::fuzz {
 
@@ -26,7 +27,7 @@ int run(const uint8_t* data, size_t size, Parse parse) {
       (void)sink;
       if (t.numel() > (int64_t{1} << 22)) continue;  // bounded work per input
       try {
-        (void)f->read_matrix(t);
+        (void)qk::formats::read_matrix(*f, t);
       } catch (const qk::Error&) {
       }
     }

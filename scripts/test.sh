@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/check-layers.sh
 build=${QK_BUILD_DIR:-build}
 QK_BUILD_DIR=$build bash scripts/build.sh
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)" ${QK_CTEST_ARGS:-}

@@ -31,11 +31,3 @@ foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
   set_tests_properties(${forced} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
                        SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
 endforeach()
-
-# The f32 GEMM, once per path (QK_ISA), like test_kernels_forced.
-qk_kernels_test_exe(test_sgemm kernels/test_sgemm.cpp)
-foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
-  gtest_add_tests(TARGET test_sgemm SOURCES kernels/test_sgemm.cpp TEST_PREFIX "sgemm_${isa}." TEST_LIST sg)
-  set_tests_properties(${sg} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
-                       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
-endforeach()

@@ -1,5 +1,10 @@
-# Whole-model files: the Hugging Face GPTQ checkpoint layout and `qtool quantize` in model mode.
-qk_add_test(test_formats_gptq_hf SOURCES model/test_gptq_hf.cpp)
+# The Llama model (include/qk/model): forward pass, perplexity, sampling; qtool eval on models.
+qk_add_test(test_model_llama SOURCES model/test_llama.cpp)
+if(TARGET qtool)
+  qk_add_test(test_eval_cli SOURCES model/test_eval_cli.cpp LABELS cli)
+  add_dependencies(test_eval_cli qtool)
+endif()
+# Whole-model quantization through qtool (the pipeline).
 qk_add_test(test_qtool_quantize_model SOURCES model/test_quantize_model.cpp LABELS cli)
 if(TARGET qtool)
   add_dependencies(test_qtool_quantize_model qtool)

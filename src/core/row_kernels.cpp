@@ -1,6 +1,6 @@
-// Row kernels of the core quantizer (see include/qk/core/row_kernels.hpp). Each function is cloned for AVX-512,
+// Row kernels of the core quantizer (see include/qk/detail/row_kernels.hpp). Each function is cloned for AVX-512,
 // AVX2 and the baseline ISA; the dynamic loader picks the best the CPU supports (GCC target_clones / ifunc).
-#include "qk/core/row_kernels.hpp"
+#include "qk/detail/row_kernels.hpp"
 
 #include <cmath>
 #include <cstring>

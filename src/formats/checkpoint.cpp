@@ -1,5 +1,6 @@
 // QuantizedCheckpoint: GPTQ and bitsandbytes 4-bit layers of a model file grouped into logical float weights.
 #include "qk/formats/checkpoint.hpp"
+#include "qk/formats/tensor_values.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -11,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "../io/json.hpp"
+#include "util/json.hpp"
 
 namespace qk::formats {
 
@@ -40,7 +41,7 @@ std::vector<T> copy_of(const io::TensorFile& f, const TensorInfo& t) {
   return v;
 }
 
-using io::detail::Json;
+using util::Json;
 
 // A positive integer member of a JSON object.
 int64_t json_int(const Json& o, const char* key, const std::string& what, bool required, int64_t dflt = 0) {
@@ -205,7 +206,7 @@ void QuantizedCheckpoint::build() {
     need(*st, DType::U8, 1, "bitsandbytes quant state JSON");
     const auto sb = f.bytes(*st);
     const Json js =
-        io::detail::JsonParser(std::string_view(reinterpret_cast<const char*>(sb.data()), sb.size()), what,
+        util::JsonParser(std::string_view(reinterpret_cast<const char*>(sb.data()), sb.size()), what,
                                "quant state JSON")
             .document();
     if (js.kind != Json::Object) fail<FormatError>("{}: the quant state is not a JSON object", what);
@@ -342,7 +343,7 @@ gptq_hf::PackedLinear QuantizedCheckpoint::gptq_layer(const LogicalTensor& t) co
 
 io::RowMatrixXf QuantizedCheckpoint::read_matrix(const LogicalTensor& t) const {
   switch (t.encoding) {
-    case Encoding::Plain: return file_->read_matrix(*t.parts[0]);
+    case Encoding::Plain: return formats::read_matrix(*file_, *t.parts[0]);
     case Encoding::Gptq:
       return gptq_hf::dequantize(gptq_layer(t), zero_format(),
                                  fmt::format("{}: GPTQ layer '{}'", file_->path().string(),

@@ -4,6 +4,8 @@
 // Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: CMake compiles the
 // ggml sources with -ffp-contract=off so FMA-enabled builds (-march=native) cannot fuse them.
 #include <algorithm>
+#include <array>
+#include <iterator>
 #include <atomic>
 #include <cctype>
 #include <cmath>
@@ -14,20 +16,37 @@
 #include "ggml_internal.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
-
+#include "qk/io/gguf.hpp"
 
 namespace qk::ggml {
 namespace {
 
-// ggml/src/ggml.c type_traits (blck_size, type_size); bits/weight = 8 * type_size / blck_size.
-constexpr TypeInfo kTypes[] = {
-    {Type::Q4_0, "q4_0", 32, 18, 4.5, true, true},          {Type::Q4_1, "q4_1", 32, 20, 5.0, true, true},
-    {Type::Q5_0, "q5_0", 32, 22, 5.5, true, true},          {Type::Q5_1, "q5_1", 32, 24, 6.0, true, true},
-    {Type::Q8_0, "q8_0", 32, 34, 8.5, true, false},         {Type::Q2_K, "q2_K", 256, 84, 2.625, true, true},
-    {Type::Q3_K, "q3_K", 256, 110, 3.4375, true, true},     {Type::Q4_K, "q4_K", 256, 144, 4.5, true, true},
-    {Type::Q5_K, "q5_K", 256, 176, 5.5, true, true},        {Type::Q6_K, "q6_K", 256, 210, 6.5625, true, true},
-    {Type::Q8_K, "q8_K", 256, 292, 9.125, false, false},    {Type::IQ4_NL, "iq4_nl", 32, 18, 4.5, true, true},
+// What qk's encoders do with each type (is it a weight type of GGUF files; does its encoder take an importance
+// vector); names and block sizes come from io's ggml type table (qk/io/gguf.hpp), the only one.
+struct Capability {
+  Type type;
+  bool storage, uses_importance;
 };
+constexpr Capability kCapabilities[] = {
+    {Type::Q4_0, true, true},  {Type::Q4_1, true, true},  {Type::Q5_0, true, true},  {Type::Q5_1, true, true},
+    {Type::Q8_0, true, false}, {Type::Q2_K, true, true},  {Type::Q3_K, true, true},  {Type::Q4_K, true, true},
+    {Type::Q5_K, true, true},  {Type::Q6_K, true, true},  {Type::Q8_K, false, false}, {Type::IQ4_NL, true, true},
+};
+constexpr size_t kTypeCount = std::size(kCapabilities);
+
+const std::array<TypeInfo, kTypeCount>& table() {
+  static const std::array<TypeInfo, kTypeCount> t = [] {
+    std::array<TypeInfo, kTypeCount> out{};
+    for (size_t i = 0; i < kTypeCount; ++i) {
+      const Capability& c = kCapabilities[i];
+      const io::GgmlTypeInfo* g = io::ggml_type_info(static_cast<int>(c.type));
+      out[i] = TypeInfo{c.type, g->ggml_name, g->block_size, g->type_size,
+                        8.0 * g->type_size / g->block_size, c.storage, c.uses_importance};
+    }
+    return out;
+  }();
+  return t;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -46,22 +65,22 @@ void check_shape(Type t, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-std::span<const TypeInfo> types() { return kTypes; }
+std::span<const TypeInfo> types() { return table(); }
 
 const TypeInfo& info(Type t) {
-  for (const TypeInfo& ti : kTypes)
+  for (const TypeInfo& ti : table())
     if (ti.type == t) return ti;
   fail<InvalidArgument>("ggml type id {} is not supported", static_cast<uint32_t>(t));
 }
 
 std::optional<Type> type_from_name(std::string_view name) {
-  for (const TypeInfo& ti : kTypes)
+  for (const TypeInfo& ti : table())
     if (iequals(ti.name, name)) return ti.type;
   return std::nullopt;
 }
 
 std::optional<Type> type_from_id(uint32_t id) {
-  for (const TypeInfo& ti : kTypes)
+  for (const TypeInfo& ti : table())
     if (static_cast<uint32_t>(ti.type) == id) return ti.type;
   return std::nullopt;
 }

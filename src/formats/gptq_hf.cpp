@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "../io/json.hpp"
+#include "util/json.hpp"
 
 namespace qk::gptq_hf {
 
@@ -20,9 +20,9 @@ std::string to_json(const QuantizeConfig& c) {
 }
 
 QuantizeConfig config_from_json(std::string_view json, std::string_view what) {
-  using io::detail::Json;
+  using util::Json;
   const std::string file(what);
-  const Json root = io::detail::JsonParser(json, file).document();
+  const Json root = util::JsonParser(json, file).document();
   if (root.kind != Json::Object) fail<FormatError>("{}: not a JSON object", what);
   // transformers' config.json holds the keys in "quantization_config"; quantize_config.json at the top level.
   const Json* inner = root.find("quantization_config");

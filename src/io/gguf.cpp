@@ -16,17 +16,21 @@ constexpr size_t kMaxName = 64;             // GGML_MAX_NAME: names are shorter 
 constexpr uint32_t kMaxDims = 4;            // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 16;
 
-// ggml type table: {id, name, elements per block, bytes per block}. Ids 4, 5 (Q4_2, Q4_3) and 31-33, 36-38
-// (repacked Q4_0_x_x / IQ4_NL_x_x) were removed from ggml and are not accepted.
+// The ggml type table, the only one in qk (formats/ggml.hpp builds its encoder table from it): {id, name, ggml's
+// spelling, elements per block, bytes per block} from ggml/src/ggml.c type_traits. Ids 4, 5 (Q4_2, Q4_3) and
+// 31-33, 36-38 (repacked Q4_0_x_x / IQ4_NL_x_x) were removed from ggml and are not accepted.
 constexpr GgmlTypeInfo kGgmlTypes[] = {
-    {0, "F32", 1, 4},        {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},      {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},     {7, "Q5_1", 32, 24},      {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},
-    {10, "Q2_K", 256, 84},   {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},  {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74},
-    {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},  {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},
-    {22, "IQ2_S", 256, 82},  {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
-    {26, "I32", 1, 4},       {27, "I64", 1, 8},        {28, "F64", 1, 8},        {29, "IQ1_M", 256, 56},
-    {30, "BF16", 1, 2},      {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
+    {0, "F32", "f32", 1, 4}, {1, "F16", "f16", 1, 2}, {2, "Q4_0", "q4_0", 32, 18},
+    {3, "Q4_1", "q4_1", 32, 20}, {6, "Q5_0", "q5_0", 32, 22}, {7, "Q5_1", "q5_1", 32, 24},
+    {8, "Q8_0", "q8_0", 32, 34}, {9, "Q8_1", "q8_1", 32, 36}, {10, "Q2_K", "q2_K", 256, 84},
+    {11, "Q3_K", "q3_K", 256, 110}, {12, "Q4_K", "q4_K", 256, 144}, {13, "Q5_K", "q5_K", 256, 176},
+    {14, "Q6_K", "q6_K", 256, 210}, {15, "Q8_K", "q8_K", 256, 292}, {16, "IQ2_XXS", "iq2_xxs", 256, 66},
+    {17, "IQ2_XS", "iq2_xs", 256, 74}, {18, "IQ3_XXS", "iq3_xxs", 256, 98}, {19, "IQ1_S", "iq1_s", 256, 50},
+    {20, "IQ4_NL", "iq4_nl", 32, 18}, {21, "IQ3_S", "iq3_s", 256, 110}, {22, "IQ2_S", "iq2_s", 256, 82},
+    {23, "IQ4_XS", "iq4_xs", 256, 136}, {24, "I8", "i8", 1, 1}, {25, "I16", "i16", 1, 2},
+    {26, "I32", "i32", 1, 4}, {27, "I64", "i64", 1, 8}, {28, "F64", "f64", 1, 8},
+    {29, "IQ1_M", "iq1_m", 256, 56}, {30, "BF16", "bf16", 1, 2}, {34, "TQ1_0", "tq1_0", 256, 54},
+    {35, "TQ2_0", "tq2_0", 256, 66}, {39, "MXFP4", "mxfp4", 32, 17},
 };
 
 DType plain_dtype(int type) {
@@ -247,6 +251,8 @@ const GgmlTypeInfo* ggml_type_info(int id) {
     if (t.id == id) return &t;
   return nullptr;
 }
+
+std::span<const GgmlTypeInfo> ggml_types() { return kGgmlTypes; }
 
 int ggml_type_from_name(std::string_view name) {
   for (const auto& t : kGgmlTypes) {

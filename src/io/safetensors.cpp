@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "detail.hpp"
-#include "json.hpp"
+#include "util/json.hpp"
 
 namespace qk::io {
 
@@ -28,8 +28,8 @@ constexpr StDtype kDtypes[] = {
     {"F64", DType::F64},   {"I64", DType::I64}, {"U64", DType::U64},
 };
 
-using detail::Json;
-using detail::JsonParser;
+using util::Json;
+using util::JsonParser;
 
 bool to_u64(const Json& j, uint64_t& out) {
   if (j.kind != Json::Number || j.text.empty() || j.text[0] == '-') return false;

@@ -20,12 +20,6 @@
 
 namespace qk::io {
 
-namespace detail {
-// Defined in ggml_dequant.cpp: float32 values of `n` elements of a ggml block type.
-void dequantize_ggml_block_type(int type, std::span<const std::byte> bytes, float* out, int64_t rows, int64_t cols,
-                                const std::string& where);
-}  // namespace detail
-
 const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "F32";
@@ -209,17 +203,21 @@ std::span<const std::byte> TensorFile::bytes(const TensorInfo& t) const {
   return {base_ + t.offset, static_cast<size_t>(t.nbytes)};
 }
 
-RowMatrixXf TensorFile::read_matrix(const TensorInfo& t) const {
+void TensorFile::read_rows(const TensorInfo& t, int64_t r0, int64_t nr, float* out) const {
   const auto b = bytes(t);
-  const int64_t n = t.numel();
+  const int64_t n_all = t.numel();
   const int64_t cols = t.shape.empty() ? 1 : t.shape.back();
-  const int64_t rows = cols == 0 ? 0 : n / cols;
-  if (t.dtype != DType::Ggml && static_cast<uint64_t>(n) * dtype_size(t.dtype) != b.size())
-    fail<FormatError>("{}: tensor '{}': {} elements of {} need {} bytes, not {}", path_.string(), t.name, n,
-                      dtype_name(t.dtype), static_cast<uint64_t>(n) * dtype_size(t.dtype), b.size());
-  RowMatrixXf m(rows, cols);
-  float* out = m.data();
-  const std::byte* s = b.data();
+  const int64_t rows = cols == 0 ? 0 : n_all / cols;
+  if (t.dtype == DType::Ggml)
+    fail<FormatError>("{}: tensor '{}': {} blocks are not plain values (qk::formats::read_matrix decodes them)",
+                      path_.string(), t.name, t.type_name());
+  if (static_cast<uint64_t>(n_all) * dtype_size(t.dtype) != b.size())
+    fail<FormatError>("{}: tensor '{}': {} elements of {} need {} bytes, not {}", path_.string(), t.name, n_all,
+                      dtype_name(t.dtype), static_cast<uint64_t>(n_all) * dtype_size(t.dtype), b.size());
+  if (r0 < 0 || nr < 0 || r0 > rows || nr > rows - r0)
+    fail<InvalidArgument>("{}: tensor '{}': rows [{}, +{}) outside its {} rows", path_.string(), t.name, r0, nr, rows);
+  const int64_t n = nr * cols;
+  const std::byte* s = b.data() + static_cast<size_t>(r0 * cols) * dtype_size(t.dtype);
   switch (t.dtype) {
     case DType::F32:
       if (n) std::memcpy(out, s, static_cast<size_t>(n) * 4);
@@ -256,10 +254,15 @@ RowMatrixXf TensorFile::read_matrix(const TensorInfo& t) const {
     case DType::F8_E5M2:
       for (int64_t i = 0; i < n; ++i) out[i] = f8_e5m2_to_f32(static_cast<uint8_t>(s[i]));
       break;
-    case DType::Ggml:
-      detail::dequantize_ggml_block_type(t.ggml_type, b, out, rows, cols, fmt::format("{}: tensor '{}'", path_.string(), t.name));
-      break;
+    case DType::Ggml: break;  // refused above
   }
+}
+
+RowMatrixXf TensorFile::read_matrix(const TensorInfo& t) const {
+  const int64_t cols = t.shape.empty() ? 1 : t.shape.back();
+  const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  RowMatrixXf m(rows, cols);
+  read_rows(t, 0, rows, m.data());
   return m;
 }
 

@@ -44,7 +44,7 @@ ConvertSummary write_llama2c_gguf(const io::TensorFile& ck, const Vocabulary& vo
                       file, n_vocab);
   (void)Tokenizer(vocab, vocab_source);  // the checks llama.cpp's loader would make of the written vocabulary
 
-  io::WriteOptions wopts = options.write;
+  util::WriteOptions wopts = options.write;
   wopts.inputs.push_back(ck.path());
   io::GgufWriter w(out, wopts);
   // Metadata in the converter's order.

@@ -3,13 +3,15 @@
 #include <gtest/gtest.h>
 
 #include "io_util.hpp"
-#include "qk/io/atomic_file.hpp"
 #include "qk/io/gguf.hpp"
 #include "qk/io/npy.hpp"
 #include "qk/io/safetensors.hpp"
+#include "qk/util/atomic_file.hpp"
 
 namespace qk::io {
 namespace {
+
+using util::AtomicFile;
 
 using test::ScratchDir;
 

@@ -118,19 +118,19 @@ TEST(Linalg, InverseCholeskyUpper) {
     const Eigen::MatrixXf A = B * B.transpose() + static_cast<float>(n) * Eigen::MatrixXf::Identity(n, n);
     for (int threads : {1, 2}) {
       Eigen::MatrixXf U;
-      ASSERT_TRUE(detail::inverse_cholesky_upper(A, U, threads));
+      ASSERT_TRUE(linalg::inverse_cholesky_upper(A, U, threads));
       EXPECT_TRUE(U.isUpperTriangular());
       const Eigen::MatrixXd Ad = A.cast<double>();
       const Eigen::MatrixXd inv = Ad.inverse();
       const Eigen::MatrixXd got = (U.transpose() * U).cast<double>();
       EXPECT_LT((got - inv).cwiseAbs().maxCoeff(), 1e-4 * inv.cwiseAbs().maxCoeff()) << n << " " << threads;
       Eigen::MatrixXf L = A;
-      ASSERT_TRUE(detail::cholesky_lower_inplace(L, threads));
+      ASSERT_TRUE(linalg::cholesky_lower_inplace(L, threads));
       const Eigen::MatrixXf Lt = L.triangularView<Eigen::Lower>();
       EXPECT_TRUE((Lt * Lt.transpose()).isApprox(A, 1e-5f));
     }
     Eigen::MatrixXf U;
-    EXPECT_FALSE(detail::inverse_cholesky_upper(Eigen::MatrixXf(-A), U, 2));
+    EXPECT_FALSE(linalg::inverse_cholesky_upper(Eigen::MatrixXf(-A), U, 2));
   }
 }
 

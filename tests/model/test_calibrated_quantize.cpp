@@ -19,7 +19,7 @@
 
 #include <fmt/format.h>
 
-#include "qk/eval/llama_model.hpp"
+#include "qk/model/llama_model.hpp"
 #include "qk/io/gguf.hpp"
 #include "qk/io/tensor_file.hpp"
 #include "test_util.hpp"
@@ -62,13 +62,13 @@ class CalibratedQuantize : public ::testing::Test {
   fs::path dir_;
 };
 
-qk::eval::CompareResult quality(const fs::path& base, const fs::path& cand, const std::vector<int32_t>& tokens,
+qk::model::CompareResult quality(const fs::path& base, const fs::path& cand, const std::vector<int32_t>& tokens,
                                 int context = 128) {
-  const auto a = qk::eval::LlamaModel::load(base);
-  const auto b = qk::eval::LlamaModel::load(cand);
-  qk::eval::PerplexityOptions o;
+  const auto a = qk::model::LlamaModel::load(base);
+  const auto b = qk::model::LlamaModel::load(cand);
+  qk::model::PerplexityOptions o;
   o.context = context;
-  return qk::eval::compare(a, b, tokens, o);
+  return qk::model::compare(a, b, tokens, o);
 }
 
 // ---------------------------------------------------------------- stories260K: GPTQ beats RTN on held-out tokens
@@ -92,8 +92,8 @@ TEST_P(GptqStories, BeatsRtnOnHeldOutTokensAtTheSameSize) {
   EXPECT_EQ(fs::file_size(rtn), fs::file_size(gq)) << "same types, same size";
 
   // the calibration sequences are the model's own samples, not the evaluation tokens
-  const auto eval = qk::eval::read_tokens(kEvalTokens);
-  const auto cal = qk::eval::read_tokens(calib);
+  const auto eval = qk::model::read_tokens(kEvalTokens);
+  const auto cal = qk::model::read_tokens(calib);
   ASSERT_EQ(cal.size(), 128u * 128u);
   std::set<std::vector<int32_t>> eval_chunks;
   for (size_t i = 0; i + 128 <= eval.size(); i += 128) eval_chunks.emplace(eval.begin() + i + 1, eval.begin() + i + 128);
@@ -125,7 +125,7 @@ TEST_F(CalibratedQuantize, GptqBeatsImportanceWeightedRtn) {
   r = qtool(fmt::format("quantize {} -o {} --type q4_k --method gptq --calib-generate --quiet", q(kStories), q(gq)));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(slurp(rtn), slurp(im));
-  const auto eval = qk::eval::read_tokens(kEvalTokens);
+  const auto eval = qk::model::read_tokens(kEvalTokens);
   const double kr = quality(kStories, rtn, eval).kld, ki = quality(kStories, im, eval).kld,
                kg = quality(kStories, gq, eval).kld;
   EXPECT_LT(ki, kr) << "imatrix " << ki << " rtn " << kr;
@@ -141,12 +141,12 @@ TEST_F(CalibratedQuantize, TokenFileAndGenerationAgree) {
                                q(kStories), q(a), q(calib)));
   ASSERT_EQ(r.code, 0) << r.err;
   // what the library samples with the same seed
-  const auto m = qk::eval::LlamaModel::load(kStories);
-  qk::eval::SampleOptions so;
+  const auto m = qk::model::LlamaModel::load(kStories);
+  qk::model::SampleOptions so;
   so.samples = 16;
   so.length = 128;
   so.seed = 7;
-  EXPECT_EQ(qk::eval::read_tokens(calib), qk::eval::sample(m, so));
+  EXPECT_EQ(qk::model::read_tokens(calib), qk::model::sample(m, so));
   r = qtool(fmt::format("quantize {} -o {} --type q4_0 --method gptq --calib-tokens {} --json", q(kStories), q(b),
                         q(calib)));
   ASSERT_EQ(r.code, 0) << r.err;
@@ -163,7 +163,7 @@ TEST_F(CalibratedQuantize, AwqFromTokensBeatsRtn) {
   const Result r =
       qtool(fmt::format("quantize {} -o {} --type q4_k --method awq --calib-generate --quiet", q(kStories), q(aq)));
   ASSERT_EQ(r.code, 0) << r.err;
-  const auto eval = qk::eval::read_tokens(kEvalTokens);
+  const auto eval = qk::model::read_tokens(kEvalTokens);
   EXPECT_LT(quality(kStories, aq, eval).kld, quality(kStories, rtn, eval).kld);
 }
 
@@ -189,7 +189,7 @@ TEST_F(CalibratedQuantize, AwqScalesFoldIntoTheNorms) {
   }
   EXPECT_TRUE(a->read_matrix(a->tensor("output_norm.weight")) == b->read_matrix(b->tensor("output_norm.weight")));
   EXPECT_EQ(fs::file_size(rtn), fs::file_size(scaled));
-  const auto eval = qk::eval::read_tokens(kEvalTokens);
+  const auto eval = qk::model::read_tokens(kEvalTokens);
   const double kr = quality(kStories, rtn, eval).kld, kc = quality(kStories, clip, eval).kld,
                ks = quality(kStories, scaled, eval).kld;
   // 32 sequences: KL 1.741 with scales, 1.797 clipping alone, 2.109 RTN (128 sequences: 1.778, 1.856, 2.109)
@@ -204,9 +204,9 @@ TEST_F(CalibratedQuantize, AwqScalesFoldIntoTheNorms) {
 // that the layer inputs are correlated, as in trained models.
 void write_llama256(const fs::path& p) {
   const int dim = 256, hidden = 512, vocab = 96, kv = 128;
-  std::vector<std::pair<std::string, qk::eval::RowMatrixXf>> t;
+  std::vector<std::pair<std::string, qk::model::RowMatrixXf>> t;
   auto lowrank = [](int r, int c, uint64_t seed, float s) {
-    return qk::eval::RowMatrixXf(s * (qk::test::gaussian(r, 8, seed) * qk::test::gaussian(8, c, seed + 1000)) +
+    return qk::model::RowMatrixXf(s * (qk::test::gaussian(r, 8, seed) * qk::test::gaussian(8, c, seed + 1000)) +
                            0.3f * s * qk::test::gaussian(r, c, seed + 2000));
   };
   t.emplace_back("token_embd.weight", qk::test::gaussian(vocab, dim, 1, 1.0f));
@@ -252,12 +252,12 @@ TEST_F(CalibratedQuantize, Q4KBlocksCarryGptqOnA256WideLlama) {
     EXPECT_EQ(f->tensor(n).type_name(), "Q4_K") << n;
   EXPECT_EQ(fs::file_size(rtn), fs::file_size(gq));
   // held out: sequences sampled with another seed than the calibration's
-  const auto m = qk::eval::LlamaModel::load(in);
-  qk::eval::SampleOptions so;
+  const auto m = qk::model::LlamaModel::load(in);
+  qk::model::SampleOptions so;
   so.samples = 16;
   so.length = 64;
   so.seed = 99;
-  const auto held = qk::eval::sample(m, so);
+  const auto held = qk::model::sample(m, so);
   const auto qr = quality(in, rtn, held, 64), qg = quality(in, gq, held, 64);
   EXPECT_LT(qg.kld, 0.85 * qr.kld) << "KL GPTQ " << qg.kld << " vs RTN " << qr.kld;
 }
@@ -266,7 +266,7 @@ TEST_F(CalibratedQuantize, Q4KBlocksCarryGptqOnA256WideLlama) {
 TEST_F(CalibratedQuantize, UsageErrors) {
   if (!fs::exists(kStories)) GTEST_SKIP() << "bundled model missing";
   const fs::path out = dir_ / "out.gguf", toks = dir_ / "t.i32";
-  qk::eval::write_tokens(toks, std::vector<int32_t>(256, 5));
+  qk::model::write_tokens(toks, std::vector<int32_t>(256, 5));
   struct Case {
     std::string args, needle;
   };
@@ -293,10 +293,10 @@ TEST_F(CalibratedQuantize, UsageErrors) {
 TEST_F(CalibratedQuantize, BadCalibrationDataFailsWithoutOutput) {
   if (!fs::exists(kStories)) GTEST_SKIP() << "bundled model missing";
   const fs::path out = dir_ / "out.gguf", few = dir_ / "few.i32", oov = dir_ / "oov.i32", odd = dir_ / "odd.i32";
-  qk::eval::write_tokens(few, std::vector<int32_t>(100, 5));
+  qk::model::write_tokens(few, std::vector<int32_t>(100, 5));
   std::vector<int32_t> bad(256, 5);
   bad[130] = 512;  // the vocabulary has 512 entries
-  qk::eval::write_tokens(oov, bad);
+  qk::model::write_tokens(oov, bad);
   { std::ofstream(odd, std::ios::binary) << "abcde"; }
   const std::vector<std::pair<fs::path, std::string>> cases = {
       {few, "do not fill one calibration sequence"}, {oov, "index 130"}, {odd, "not a whole number"}};

@@ -21,6 +21,7 @@
 #include "qk/core/half.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/gptq_hf.hpp"
+#include "qk/formats/tensor_values.hpp"
 #include "qk/io/gguf.hpp"
 #include "qk/io/safetensors.hpp"
 #include "qk/io/tensor_file.hpp"
@@ -178,8 +179,8 @@ TEST_P(QuantizeStories, AllTensorsMetadataFallbackAndCloseness) {
     else if (t == "Q5_0") bound = 0.06;
     else if (t == "Q4_0") bound = 0.13;
     else ADD_FAILURE() << a.name << " has unexpected type " << t;
-    const auto wa = in->read_matrix(a);
-    const auto wb = o->read_matrix(b);
+    const auto wa = qk::formats::read_matrix(*in, a);
+    const auto wb = qk::formats::read_matrix(*o, b);
     EXPECT_LE(rel_error(wa, wb), bound) << a.name << " as " << t;
     if (t != "F32") {
       EXPECT_GT(rel_error(wa, wb), 0.0) << a.name << " was not converted";
@@ -326,7 +327,7 @@ TEST_F(QuantizeModel, SafetensorsInput) {
   EXPECT_EQ(o->tensor("model.layers.0.mlp.up_proj.weight").type_name(), "Q8_0");
   EXPECT_EQ(o->tensor("model.layers.0.mlp.down_proj.weight").type_name(), "Q8_0");
   EXPECT_EQ(o->tensor("model.norm.weight").type_name(), "F32");
-  EXPECT_LT(rel_error(A, o->read_matrix(o->tensor("model.layers.0.mlp.up_proj.weight"))), 0.01);
+  EXPECT_LT(rel_error(A, qk::formats::read_matrix(*o, o->tensor("model.layers.0.mlp.up_proj.weight"))), 0.01);
   const auto wa = qk::ggml::quantize_rows(qk::ggml::Type::Q8_0, A.data(), A.rows(), A.cols());
   const auto ga = o->bytes(o->tensor("model.layers.0.mlp.up_proj.weight"));
   EXPECT_EQ(std::memcmp(ga.data(), wa.data(), wa.size()), 0);
@@ -336,7 +337,7 @@ TEST_F(QuantizeModel, SafetensorsInput) {
   ASSERT_EQ(r.code, 0) << r.err;
   auto s16 = TensorFile::open(out16);
   EXPECT_EQ(s16->tensor("model.layers.0.mlp.up_proj.weight").dtype, DType::F16);
-  EXPECT_LT(rel_error(A, s16->read_matrix(s16->tensor("model.layers.0.mlp.up_proj.weight"))), 1e-3);
+  EXPECT_LT(rel_error(A, qk::formats::read_matrix(*s16, s16->tensor("model.layers.0.mlp.up_proj.weight"))), 1e-3);
 }
 
 // GPTQ checkpoint directory: model.safetensors with qweight/qzeros/scales/g_idx + quantize_config.json
@@ -418,8 +419,8 @@ TEST_F(QuantizeModel, GptqWithCalibrationBeatsRtn) {
   EXPECT_NE(r.out.find("\"method\":\"gptq\""), std::string::npos) << r.out;
   const auto& W = s.w.at("blk.0.attn_q.weight");
   auto a = TensorFile::open(rtn), b = TensorFile::open(gq);
-  const auto Wr = a->read_matrix(a->tensor("blk.0.attn_q.weight"));
-  const auto Wg = b->read_matrix(b->tensor("blk.0.attn_q.weight"));
+  const auto Wr = qk::formats::read_matrix(*a, a->tensor("blk.0.attn_q.weight"));
+  const auto Wg = qk::formats::read_matrix(*b, b->tensor("blk.0.attn_q.weight"));
   const double er = (X * (W - Wr).transpose()).norm(), eg = (X * (W - Wg).transpose()).norm();
   EXPECT_LT(eg, 0.9 * er) << "GPTQ output error " << eg << " vs RTN " << er;
 }
@@ -440,7 +441,7 @@ TEST_F(QuantizeModel, Nf4SafetensorsInTheBitsandbytesLayout) {
     return std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), reinterpret_cast<const uint8_t*>(b.data()) + b.size());
   };
   auto floats = [&](const std::string& n) {
-    const auto m = f->read_matrix(f->tensor(n));
+    const auto m = qk::formats::read_matrix(*f, f->tensor(n));
     return std::vector<float>(m.data(), m.data() + m.size());
   };
   int quantized = 0;
@@ -479,7 +480,7 @@ TEST_F(QuantizeModel, Nf4SafetensorsInTheBitsandbytesLayout) {
       const float absmax = nqmap[am_codes[static_cast<size_t>(blk)]] * nam[static_cast<size_t>(blk / 256)] + offset;
       decoded[static_cast<size_t>(i)] = qmap[static_cast<size_t>(code)] * absmax;
     }
-    const auto W = in->read_matrix(t);
+    const auto W = qk::formats::read_matrix(*in, t);
     const auto want = qk::nf4_quantize(std::span<const float>(W.data(), static_cast<size_t>(W.size()))).dequantize();
     ASSERT_EQ(decoded.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(decoded[i], want[i]) << t.name << " element " << i;

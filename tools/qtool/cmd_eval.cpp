@@ -125,7 +125,7 @@ int run_eval(const EvalOptions& o) {
                             : sig == 0.0 ? -std::numeric_limits<double>::infinity()
                                          : 10.0 * std::log10(sig / noise);
 
-  std::optional<qk::eval::CompareResult> quality;
+  std::optional<qk::model::CompareResult> quality;
   if (!o.model.tokens.empty()) quality = model_quality(A->file(), B->file(), o.model);
 
   if (o.json) {

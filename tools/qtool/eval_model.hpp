@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "output.hpp"
-#include "qk/eval/llama_model.hpp"
+#include "qk/model/llama_model.hpp"
 
 namespace qtool {
 
@@ -17,19 +17,19 @@ struct ModelQualityOptions {
   int threads = 0;
 };
 
-inline qk::eval::CompareResult model_quality(const qk::io::TensorFile& a, const qk::io::TensorFile& b,
+inline qk::model::CompareResult model_quality(const qk::io::TensorFile& a, const qk::io::TensorFile& b,
                                              const ModelQualityOptions& o) {
-  const auto base = qk::eval::LlamaModel::load(a);
-  const auto cand = qk::eval::LlamaModel::load(b);
-  const auto tokens = qk::eval::read_tokens(o.tokens);
-  qk::eval::PerplexityOptions p;
+  const auto base = qk::model::LlamaModel::load(a);
+  const auto cand = qk::model::LlamaModel::load(b);
+  const auto tokens = qk::model::read_tokens(o.tokens);
+  qk::model::PerplexityOptions p;
   p.context = o.context;
   p.max_chunks = o.chunks;
   p.threads = o.threads;
-  return qk::eval::compare(base, cand, tokens, p);
+  return qk::model::compare(base, cand, tokens, p);
 }
 
-inline void model_quality_json(Json& j, const qk::eval::CompareResult& r) {
+inline void model_quality_json(Json& j, const qk::model::CompareResult& r) {
   j.key("model").obj();
   j.kv("ppl_a", r.base.ppl);
   j.kv("ppl_b", r.candidate.ppl);
@@ -41,7 +41,7 @@ inline void model_quality_json(Json& j, const qk::eval::CompareResult& r) {
   j.end();
 }
 
-inline void model_quality_text(const qk::eval::CompareResult& r, const std::string& a, const std::string& b) {
+inline void model_quality_text(const qk::model::CompareResult& r, const std::string& a, const std::string& b) {
   fmt::print("\nmodel quality on {} chunks ({} predictions):\n", r.base.chunks, r.base.scored);
   Table t({"model", "perplexity", "vs A", "KL(A||B)", "top-1 agree"});
   t.add({a, fmt::format("{:.4f}", r.base.ppl), "", "", ""});

@@ -163,7 +163,7 @@ int run_quantize_matrix(const QuantizeOptions& o) {
   const double secs = std::chrono::duration<double>(clock::now() - t0).count();
 
   // ---- outputs: everything written to temporaries first, committed together at the end.
-  qk::io::WriteOptions wo;
+  qk::util::WriteOptions wo;
   wo.overwrite = o.force;
   wo.inputs = {o.input};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);

@@ -46,7 +46,7 @@
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/eval/llama_model.hpp"
+#include "qk/model/llama_model.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/checkpoint.hpp"
 #include "qk/formats/gptq_hf.hpp"
@@ -57,6 +57,7 @@
 #include "qk/methods/gptq.hpp"
 #include "qk/methods/hessian.hpp"
 #include "qk/methods/rtn.hpp"
+#include "qk/formats/tensor_values.hpp"
 #include "quantize_opts.hpp"
 
 namespace fs = std::filesystem;
@@ -504,7 +505,7 @@ class Sink {
 
 class GgufSink final : public Sink {
  public:
-  GgufSink(const fs::path& out, const qk::io::WriteOptions& wo, const TensorFile& in, const Target& t) : w_(out, wo) {
+  GgufSink(const fs::path& out, const qk::util::WriteOptions& wo, const TensorFile& in, const Target& t) : w_(out, wo) {
     if (in.format() == qk::io::FileFormat::Gguf) {
       w_.copy_metadata(in.metadata());
     } else {
@@ -533,7 +534,7 @@ class GgufSink final : public Sink {
 class SafetensorsSink final : public Sink {
  public:
   // gptq: write the GPTQ layout for ToInt items and quantize_config.json at config_path.
-  SafetensorsSink(const fs::path& out, const qk::io::WriteOptions& wo, const TensorFile& in, bool gptq,
+  SafetensorsSink(const fs::path& out, const qk::util::WriteOptions& wo, const TensorFile& in, bool gptq,
                   const qk::gptq_hf::QuantizeConfig& cfg, fs::path config_path)
       : w_(out, wo), gptq_(gptq), cfg_(cfg), config_path_(std::move(config_path)), wo_(wo) {
     if (in.format() == qk::io::FileFormat::Safetensors)
@@ -598,7 +599,7 @@ class SafetensorsSink final : public Sink {
     if (gptq_) {
       // the config first: a checkpoint is only complete once both are in place, and the weights file is the one
       // a loader opens
-      qk::io::AtomicFile cf(config_path_, wo_);
+      qk::util::AtomicFile cf(config_path_, wo_);
       const std::string j = qk::gptq_hf::to_json(cfg_);
       cf.write(j.data(), j.size());
       w_.commit();
@@ -613,7 +614,7 @@ class SafetensorsSink final : public Sink {
   bool gptq_;
   qk::gptq_hf::QuantizeConfig cfg_;
   fs::path config_path_;
-  qk::io::WriteOptions wo_;
+  qk::util::WriteOptions wo_;
 };
 
 // ------------------------------------------------------------------------------------------------ importance
@@ -732,7 +733,7 @@ qk::QuantizedTensor quantize_int_with_method(const std::string& method, const qk
 }
 
 // ------------------------------------------------------------------------------------------------ calibration
-// --calib-tokens / --calib-generate: the layer inputs come from the model's own forward pass (qk::eval::LlamaModel,
+// --calib-tokens / --calib-generate: the layer inputs come from the model's own forward pass (qk::model::LlamaModel,
 // Llama GGUF models), and the layers are quantized sequentially as the GPTQ reference does (IST-DASLab/gptq,
 // llama.py with --true-sequential): block by block, and inside a block group by group in the order the block reads
 // them (attn_q/k/v, attn_output, ffn_gate/up, ffn_down). A group's inputs are computed with every earlier weight
@@ -757,12 +758,12 @@ bool is_llama_linear(const std::string& n) {
 }
 
 // Collects one group's inputs: into a Hessian accumulator (GPTQ) or as rows (AWQ).
-class GroupCapture final : public qk::eval::ForwardObserver {
+class GroupCapture final : public qk::model::ForwardObserver {
  public:
-  GroupCapture(int layer, qk::eval::LinearInput in, qk::HessianAccumulator* acc, std::vector<qk::io::RowMatrixXf>* rows,
+  GroupCapture(int layer, qk::model::LinearInput in, qk::HessianAccumulator* acc, std::vector<qk::io::RowMatrixXf>* rows,
                int threads)
       : layer_(layer), in_(in), acc_(acc), rows_(rows), threads_(threads) {}
-  void on_linear_input(int layer, qk::eval::LinearInput in, const qk::eval::RowMatrixXf& x) override {
+  void on_linear_input(int layer, qk::model::LinearInput in, const qk::model::RowMatrixXf& x) override {
     if (layer != layer_ || in != in_) return;
     if (acc_) acc_->add(x, threads_);
     if (rows_) rows_->push_back(x);
@@ -770,7 +771,7 @@ class GroupCapture final : public qk::eval::ForwardObserver {
 
  private:
   int layer_;
-  qk::eval::LinearInput in_;
+  qk::model::LinearInput in_;
   qk::HessianAccumulator* acc_;
   std::vector<qk::io::RowMatrixXf>* rows_;
   int threads_;
@@ -798,13 +799,13 @@ qk::io::RowMatrixXf effective_weight(const Item& it, const qk::io::RowMatrixXf& 
 }
 
 std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o, const TensorFile& in,
-                                                        const qk::eval::LlamaModel& m, Prepared& p) {
+                                                        const qk::model::LlamaModel& m, Prepared& p) {
   const auto& cfg = m.config();
   int ctx = o.calib_ctx;
   if (cfg.context > 0 && ctx > cfg.context) ctx = cfg.context;
   std::vector<int32_t> all;
   if (!o.calib_tokens.empty()) {
-    all = qk::eval::read_tokens(o.calib_tokens);
+    all = qk::model::read_tokens(o.calib_tokens);
     const size_t n = all.size() / static_cast<size_t>(ctx);
     if (n == 0)
       qk::fail<qk::FormatError>("{}: {} token ids do not fill one calibration sequence of {} (--calib-ctx)",
@@ -817,7 +818,7 @@ std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o
     p.source = fmt::format("{} sequences of {} tokens from {}", all.size() / static_cast<size_t>(ctx), ctx,
                            o.calib_tokens);
   } else {
-    qk::eval::SampleOptions so;
+    qk::model::SampleOptions so;
     so.samples = o.calib_samples;
     so.length = ctx;
     so.seed = o.calib_seed;
@@ -826,11 +827,11 @@ std::vector<std::vector<int32_t>> calibration_sequences(const QuantizeOptions& o
       if (const auto* u = std::get_if<uint32_t>(b); u && *u < static_cast<uint32_t>(cfg.vocab)) so.bos = static_cast<int>(*u);
       if (const auto* i = std::get_if<int32_t>(b); i && *i >= 0 && *i < cfg.vocab) so.bos = *i;
     }
-    all = qk::eval::sample(m, so);
+    all = qk::model::sample(m, so);
     p.source = fmt::format("{} sequences of {} tokens sampled from the model (seed {}, temperature 1, BOS {})",
                            so.samples, ctx, o.calib_seed, so.bos);
   }
-  if (!o.calib_save.empty()) qk::eval::write_tokens(o.calib_save, all);
+  if (!o.calib_save.empty()) qk::model::write_tokens(o.calib_save, all);
   std::vector<std::vector<int32_t>> seqs;
   for (size_t s = 0; s < all.size(); s += static_cast<size_t>(ctx))
     seqs.emplace_back(all.begin() + static_cast<ptrdiff_t>(s), all.begin() + static_cast<ptrdiff_t>(s + ctx));
@@ -843,13 +844,13 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
                                const std::vector<Item>& items,
                                const std::map<std::string, std::vector<float>>& imatrix, bool show_progress) {
   Prepared p;
-  std::optional<qk::eval::LlamaModel> model;
+  std::optional<qk::model::LlamaModel> model;
   try {
-    model.emplace(qk::eval::LlamaModel::load(in_file));
+    model.emplace(qk::model::LlamaModel::load(in_file));
   } catch (const qk::Error& e) {
     qk::fail<qk::FormatError>("calibration from tokens runs the model, which must be a Llama GGUF: {}", e.what());
   }
-  qk::eval::LlamaModel& m = *model;
+  qk::model::LlamaModel& m = *model;
   const auto seqs = calibration_sequences(o, in_file, m, p);
   std::map<std::string, const Item*> by_name;
   for (const auto& it : items) by_name[it.in->name] = &it;
@@ -860,11 +861,11 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
   const int threads = qk::resolve_threads(o.threads);
   for (int l = 0; l < L; ++l) {
     if (show_progress) fmt::print(stderr, "\rcalibrating block {}/{} ", l + 1, L);
-    for (const auto in : qk::eval::kLinearInputs) {
+    for (const auto in : qk::model::kLinearInputs) {
       std::vector<std::pair<std::string, const Item*>> group;
       bool any = false;
-      for (const auto& short_name : qk::eval::linear_names(in)) {
-        const std::string n = qk::eval::layer_weight_name(l, short_name);
+      for (const auto& short_name : qk::model::linear_names(in)) {
+        const std::string n = qk::model::layer_weight_name(l, short_name);
         const auto f = by_name.find(n);
         if (f == by_name.end()) qk::fail<qk::FormatError>("{}: tensor '{}' is missing", o.input, n);
         group.emplace_back(n, f->second);
@@ -918,8 +919,8 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
         // AWQ with scale search where the input comes from an RMSNorm: the group's weights are searched together
         // (the reference's output error of q, k and v, or of gate and up), and 1/s is folded into the norm's
         // weight, which the output file then holds. Needs one ggml type for the whole group and a float norm.
-        if (!gptq && o.awq_scales && (in == qk::eval::LinearInput::AttnQkv || in == qk::eval::LinearInput::FfnGateUp)) {
-          const std::string norm = qk::eval::layer_weight_name(l, in == qk::eval::LinearInput::AttnQkv ? "attn_norm" : "ffn_norm");
+        if (!gptq && o.awq_scales && (in == qk::model::LinearInput::AttnQkv || in == qk::model::LinearInput::FfnGateUp)) {
+          const std::string norm = qk::model::layer_weight_name(l, in == qk::model::LinearInput::AttnQkv ? "attn_norm" : "ffn_norm");
           const auto nf = by_name.find(norm);
           bool foldable = nf != by_name.end() && nf->second->in->dtype != DType::Ggml &&
                           (nf->second->action == Item::Copy || nf->second->action == Item::ToPlain);
@@ -994,7 +995,7 @@ Prepared quantize_sequentially(const QuantizeOptions& o, const Target& target, c
               m.set_weight(n, res.dequantized.middleRows(r, it->rows));
               r += it->rows;
             }
-            const qk::io::RowMatrixXf g = in_file.read_matrix(*nf->second->in);
+            const qk::io::RowMatrixXf g = qk::formats::read_matrix(in_file, *nf->second->in);
             std::vector<float> folded(static_cast<size_t>(g.size()));
             for (int64_t j = 0; j < g.size(); ++j) folded[static_cast<size_t>(j)] = g.data()[j] / res.scales[j];
             p.floats[norm] = std::move(folded);
@@ -1258,7 +1259,7 @@ int run_quantize_model(const QuantizeOptions& given) {
   }
 
   // ---- output
-  qk::io::WriteOptions wo;
+  qk::util::WriteOptions wo;
   wo.overwrite = o.force;
   wo.inputs = {in_path, ckpt->weights_path()};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
@@ -1310,7 +1311,7 @@ int run_quantize_model(const QuantizeOptions& given) {
     auto release_pages = [dequantized](const std::byte* p, size_t n) {
       if (!dequantized) qtool::release_pages(p, n);
     };
-    auto read_in = [&](const TensorInfo& ti) { return dequantized ? deq : in->read_matrix(ti); };
+    auto read_in = [&](const TensorInfo& ti) { return dequantized ? deq : qk::formats::read_matrix(*in, ti); };
     const std::string where = fmt::format("{}: tensor '{}'", o.input, t.name);
     if (const auto rf = prepared.floats.find(t.name); rf != prepared.floats.end()) {
       // a norm weight with AWQ's 1/s folded in (a Copy or ToPlain item: written in the item's output type)

@@ -11,7 +11,7 @@
 #include <span>
 
 #include "qk/core/error.hpp"
-#include "qk/core/row_kernels.hpp"
+#include "qk/detail/row_kernels.hpp"
 
 namespace qk {
 

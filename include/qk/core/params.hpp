@@ -9,7 +9,7 @@
 #include <Eigen/Core>
 
 #include "qk/core/error.hpp"
-#include "qk/core/row_kernels.hpp"
+#include "qk/detail/row_kernels.hpp"
 #include "qk/core/scheme.hpp"
 
 namespace qk {

@@ -11,7 +11,7 @@
 #include "qk/core/error.hpp"
 #include "qk/core/pack.hpp"
 #include "qk/core/params.hpp"
-#include "qk/core/row_kernels.hpp"
+#include "qk/detail/row_kernels.hpp"
 #include "qk/core/scheme.hpp"
 
 namespace qk {

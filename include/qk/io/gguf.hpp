@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "qk/io/atomic_file.hpp"
+#include "qk/util/atomic_file.hpp"
 #include "qk/io/tensor_file.hpp"
 
 namespace qk::io {
+
+using util::WriteOptions;  // what a writer may replace (qk/util/atomic_file.hpp)
 
 // GGUF metadata value type ids.
 enum class GgufType : uint32_t {
@@ -27,12 +29,15 @@ GgufType gguf_type_of(const MetaValue& v);
 // One row of ggml's type table (ggml/src/ggml.c type_traits: blck_size, type_size).
 struct GgmlTypeInfo {
   int id;
-  const char* name;
+  const char* name;       // "Q4_K", "F16": the spelling qk prints
+  const char* ggml_name;  // "q4_K", "f16": ggml's own (type_traits type_name)
   int block_size;  // elements per block (1 for plain types)
   int type_size;   // bytes per block
 };
 // nullptr for ids ggml does not define (or has removed).
 const GgmlTypeInfo* ggml_type_info(int id);
+// Every type of the table, in id order.
+std::span<const GgmlTypeInfo> ggml_types();
 // The id of a ggml type name ("Q4_K", case-insensitive); -1 when unknown.
 int ggml_type_from_name(std::string_view name);
 // The ggml type of a plain dtype (F32 0, F16 1, BF16 30, I8 24, I16 25, I32 26, I64 27, F64 28); -1 otherwise.
@@ -70,7 +75,7 @@ class GgufWriter {
     uint64_t nbytes, offset;
   };
   void write_header();
-  AtomicFile file_;
+  util::AtomicFile file_;
   uint32_t alignment_;
   std::vector<MetaEntry> meta_;
   std::vector<Decl> decls_;

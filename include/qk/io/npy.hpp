@@ -8,10 +8,12 @@
 #include <span>
 #include <vector>
 
-#include "qk/io/atomic_file.hpp"
+#include "qk/util/atomic_file.hpp"
 #include "qk/io/tensor_file.hpp"
 
 namespace qk::io {
+
+using util::WriteOptions;  // what a writer may replace (qk/util/atomic_file.hpp)
 
 // The npy descr of a dtype ("<f4", "|i1", ...); InvalidArgument for DType::Ggml.
 std::string npy_descr(DType t);
@@ -25,7 +27,7 @@ class NpyWriter {
   void commit();
 
  private:
-  AtomicFile file_;
+  util::AtomicFile file_;
   uint64_t expected_ = 0, written_ = 0;
 };
 

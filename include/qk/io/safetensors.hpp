@@ -10,10 +10,12 @@
 #include <utility>
 #include <vector>
 
-#include "qk/io/atomic_file.hpp"
+#include "qk/util/atomic_file.hpp"
 #include "qk/io/tensor_file.hpp"
 
 namespace qk::io {
+
+using util::WriteOptions;  // what a writer may replace (qk/util/atomic_file.hpp)
 
 // DType from a safetensors dtype string; FormatError-free: returns false when unknown.
 bool safetensors_dtype(std::string_view name, DType& out);
@@ -40,7 +42,7 @@ class SafetensorsWriter {
     uint64_t nbytes;
   };
   void write_header();
-  AtomicFile file_;
+  util::AtomicFile file_;
   std::vector<std::pair<std::string, std::string>> meta_;
   std::vector<Decl> decls_;
   size_t next_ = 0;

@@ -85,8 +85,12 @@ class TensorFile {
   // The tensor's raw bytes inside the mapping (valid while the TensorFile lives).
   std::span<const std::byte> bytes(const TensorInfo& t) const;
   // The tensor converted to float32 as [rows, cols], rows = product of all dimensions but the last
-  // (a 1-D tensor is one row). Dequantizes ggml block types. NaN/Inf are passed through (callers check).
+  // (a 1-D tensor is one row). Plain element types only: ggml block types are decoded one floor down, by
+  // qk::formats::read_matrix (qk/formats/tensor_values.hpp); here they are a FormatError. NaN/Inf are passed
+  // through (callers check).
   RowMatrixXf read_matrix(const TensorInfo& t) const;
+  // Rows [r0, r0 + n) of the same [rows, cols] view into out (n * cols floats), converted from the file's type.
+  void read_rows(const TensorInfo& t, int64_t r0, int64_t n, float* out) const;
   size_t file_size() const { return size_; }
   // The whole mapped file.
   std::span<const std::byte> data() const { return {base_, size_}; }
@@ -100,7 +104,8 @@ class TensorFile {
 };
 
 // A float matrix from a file: the array of a .npy, or the tensor `name` of a safetensors/GGUF file
-// (when name is empty the file must hold exactly one tensor of rank 1 or 2).
+// (when name is empty the file must hold exactly one tensor of rank 1 or 2). Plain element types only
+// (qk::formats::load_matrix decodes ggml block types too).
 RowMatrixXf load_matrix(const std::filesystem::path& path, std::string_view name = {});
 
 }  // namespace qk::io

@@ -31,7 +31,7 @@
 #include "qk/core/scheme.hpp"
 #include "qk/core/threads.hpp"
 #include "qk/methods/grid.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 #include "qk/methods/rtn.hpp"
 
 namespace qk {
@@ -66,8 +66,8 @@ inline double quad_error(const Eigen::MatrixXf& D, const RowMatrixXf& F, bool lo
   for (int64_t a = 0; a < n; a += P.rows()) {
     const int64_t m = std::min<int64_t>(P.rows(), n - a);
     auto Pm = P.topRows(m);
-    if (lower) trmm_right_lower(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
-    else gemm(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
+    if (lower) linalg::trmm_right_lower(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
+    else linalg::gemm(Pm, D.middleRows(a, m), F, 1.0f, 0.0f, threads);
     total += Pm.cast<double>().squaredNorm();
   }
   return total;
@@ -107,7 +107,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     fail<InvalidArgument>("AWQ: grid {} block {} does not divide {} columns", grid.name(), gs, cols);
 
   Eigen::MatrixXf Wc;
-  detail::copy_blocked(Wc, W);
+  linalg::copy_blocked(Wc, W);
   AwqResult res;
   res.scales = Eigen::VectorXf::Ones(cols);
   Eigen::MatrixXf Q;
@@ -124,14 +124,14 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     Eigen::MatrixXf F;
     bool have_factor = false;
     if (T >= cols) {
-      detail::zero_touched(F, cols, cols);
-      detail::gram_accumulate(F, X, nt);
-      have_factor = detail::cholesky_lower_inplace(F, nt) && F.allFinite();
+      linalg::zero_touched(F, cols, cols);
+      linalg::gram_accumulate(F, X, nt);
+      have_factor = linalg::cholesky_lower_inplace(F, nt) && F.allFinite();
       if (have_factor) F.triangularView<Eigen::StrictlyUpper>().setZero();
     }
     if (!have_factor) F = X.transpose();
     RowMatrixXf Fr;  // row-major copy for quad_error's products
-    detail::copy_blocked(Fr, F);
+    linalg::copy_blocked(Fr, F);
     F.resize(0, 0);
     const double norm = static_cast<double>(rows) * static_cast<double>(T);
     double best = std::numeric_limits<double>::infinity();
@@ -174,7 +174,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
     for (int64_t g = 0; g < ngroups; ++g) {
       const int64_t c0 = g * gs;
       Eigen::MatrixXf Gg(gs, gs);
-      detail::gemm(Gg, Xs.middleCols(c0, gs).transpose(), Xs.middleCols(c0, gs), 1.0f, 0.0f, nt);
+      linalg::gemm(Gg, Xs.middleCols(c0, gs).transpose(), Xs.middleCols(c0, gs), 1.0f, 0.0f, nt);
       const auto blk = Ws.middleCols(c0, gs);
       amax = blk.cwiseAbs().rowwise().maxCoeff();
       best_err.setConstant(std::numeric_limits<float>::infinity());
@@ -188,7 +188,7 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
         Db = Qb - blk;
         // err_r = d_r G d_rᵀ / ns (the reference's mean over sampled tokens)
         Eigen::MatrixXf P(rows, gs);
-        detail::gemm(P, Db, Gg, 1.0f, 0.0f, nt);
+        linalg::gemm(P, Db, Gg, 1.0f, 0.0f, nt);
         err = (P.cwiseProduct(Db).rowwise().sum()) / static_cast<float>(ns);
         for (int64_t r = 0; r < rows; ++r)
           if (err[r] < best_err[r]) {

@@ -35,7 +35,7 @@
 #include "qk/core/threads.hpp"
 #include "qk/methods/grid.hpp"
 #include "qk/methods/hessian.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 #include "qk/methods/rtn.hpp"
 
 namespace qk {
@@ -79,7 +79,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
 
   GptqResult res;
   Eigen::MatrixXf Wc;  // column-major working copy
-  detail::copy_blocked(Wc, W);
+  linalg::copy_blocked(Wc, W);
   Eigen::MatrixXf Hd = std::move(H);
   grid.reset(rows, cols);
   const int64_t gs = grid.block_size();
@@ -122,7 +122,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
   double damp = o.damp;
   Eigen::MatrixXf U;
   for (int attempt = 0;; ++attempt) {
-    if (detail::inverse_cholesky_upper(Hd, U, nt, static_cast<float>(damp * mean_diag))) break;
+    if (linalg::inverse_cholesky_upper(Hd, U, nt, static_cast<float>(damp * mean_diag))) break;
     if (attempt >= o.max_damp_retries || (damp == 0.0 && mean_diag == 0.0))
       fail<NumericError>("GPTQ: the Hessian is not positive definite even with damping {} of its mean diagonal",
                          damp);
@@ -146,7 +146,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
 #pragma omp parallel num_threads(nt_rows) reduction(+ : block_loss)
     {
       int64_t r0, r1;
-      detail::split_range(rows, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
+      linalg::split_range(rows, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
       const int64_t n = r1 - r0;
       for (int64_t i = 0; i < count; ++i) {
         const int64_t j = i1 + i;
@@ -185,12 +185,12 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
           for (int64_t r = 0; r < n; ++r) wk[r] -= e[r] * h;
         }
         if (i + 1 == s1 && s1 < count)
-          detail::gemm(W1.block(r0, s1, n, count - s1), E1.block(r0, s0, n, s1 - s0),
+          linalg::gemm(W1.block(r0, s1, n, count - s1), E1.block(r0, s0, n, s1 - s0),
                        U1.block(s0, s1, s1 - s0, count - s1), -1.0f, 1.0f);
       }
 #pragma omp barrier
       if (n > 0 && i2 < cols)
-        detail::gemm(Wc.block(r0, i2, n, cols - i2), E1.middleRows(r0, n), U.block(i1, i2, count, cols - i2), -1.0f,
+        linalg::gemm(Wc.block(r0, i2, n, cols - i2), E1.middleRows(r0, n), U.block(i1, i2, count, cols - i2), -1.0f,
                      1.0f);
     }
     Q.middleCols(i1, count) = Q1;
@@ -203,7 +203,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
     for (int64_t j = 0; j < cols; ++j) res.dequantized.col(perm[j]) = Q.col(j);
     if (permuted_grid) ig->set_permutation(perm);
   } else {
-    detail::copy_blocked(res.dequantized, Q);
+    linalg::copy_blocked(res.dequantized, Q);
   }
   return res;
 }

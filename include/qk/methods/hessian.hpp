@@ -27,7 +27,7 @@
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 
 namespace qk {
 
@@ -36,7 +36,7 @@ class HessianAccumulator {
   HessianAccumulator() = default;
   explicit HessianAccumulator(int64_t dim) : dim_(dim) {
     if (dim <= 0) fail<InvalidArgument>("HessianAccumulator: dimension must be positive, got {}", dim);
-    detail::zero_touched(S_, dim, dim);
+    linalg::zero_touched(S_, dim, dim);
   }
 
   int64_t dim() const { return dim_; }
@@ -51,7 +51,7 @@ class HessianAccumulator {
       if (!detail::all_finite(X.row(t).data(), X.cols())) detail::report_non_finite(X, "calibration activations X");
     const int nt = resolve_threads(threads);
     detail::OmpThreadsScope scope(nt);
-    detail::gram_accumulate(S_, X, nt);
+    linalg::gram_accumulate(S_, X, nt);
     n_ += X.rows();
   }
 
@@ -64,10 +64,10 @@ class HessianAccumulator {
 
   // H = 2/n Σ x xᵀ, the full symmetric matrix (zero when nothing was added).
   Eigen::MatrixXf hessian() const {
-    return detail::symmetric_from_lower(S_, n_ > 0 ? static_cast<float>(2.0 / static_cast<double>(n_)) : 1.0f);
+    return linalg::symmetric_from_lower(S_, n_ > 0 ? static_cast<float>(2.0 / static_cast<double>(n_)) : 1.0f);
   }
   // The plain sum Σ x xᵀ (full symmetric).
-  Eigen::MatrixXf gram() const { return detail::symmetric_from_lower(S_, 1.0f); }
+  Eigen::MatrixXf gram() const { return linalg::symmetric_from_lower(S_, 1.0f); }
   // Its diagonal alone: each feature's sum of squares Σ x_j².
   Eigen::VectorXf gram_diagonal() const { return S_.diagonal(); }
 

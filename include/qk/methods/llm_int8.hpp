@@ -17,7 +17,7 @@
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 
 namespace qk {
 

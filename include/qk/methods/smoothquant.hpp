@@ -18,7 +18,7 @@
 #include "qk/core/quantize.hpp"
 #include "qk/core/scheme.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/methods/linalg.hpp"
+#include "qk/linalg/dense.hpp"
 
 namespace qk {
 

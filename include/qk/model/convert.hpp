@@ -19,16 +19,16 @@
 #include <filesystem>
 #include <string>
 
-#include "qk/io/atomic_file.hpp"
 #include "qk/io/tensor_file.hpp"
 #include "qk/model/tokenizer.hpp"
+#include "qk/util/atomic_file.hpp"
 
 namespace qk::model {
 
 struct ConvertOptions {
   std::string name;             // general.name; empty: the checkpoint's file stem
   uint32_t context_length = 0;  // llama.context_length; 0: the checkpoint's seq_len
-  io::WriteOptions write;       // overwrite or not; the inputs are always added to write.inputs
+  util::WriteOptions write;     // overwrite or not; the inputs are always added to write.inputs
 };
 
 struct ConvertSummary {

@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/kernels: the f32 GEMM micro-kernels each ISA file exports (qk/kernels/sgemm.hpp).
+// Private to src/kernels: the f32 GEMM micro-kernels each ISA file exports (qk/linalg/sgemm.hpp).
 //
 // A micro-kernel multiplies a packed MR x kc panel of A (kc steps of MR consecutive floats) by a packed kc x NR panel
 // of B (kc steps of NR floats) and writes the MR x NR tile to column-major C (leading dimension ldc):
@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "qk/kernels/sgemm.hpp"
+#include "qk/linalg/sgemm.hpp"
 
-namespace qk::kernels::detail {
+namespace qk::linalg::detail {
 
 using SgemmMicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                               float beta);
@@ -77,4 +77,4 @@ void pack_b(const SgemmView& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, 
 }
 
 }  // namespace
-}  // namespace qk::kernels::detail
+}  // namespace qk::linalg::detail

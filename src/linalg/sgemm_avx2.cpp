@@ -3,7 +3,7 @@
 
 #include "sgemm_internal.hpp"
 
-namespace qk::kernels::detail {
+namespace qk::linalg::detail {
 namespace {
 
 constexpr int kMr = 16, kNr = 6;
@@ -48,4 +48,4 @@ const SgemmKernel& sgemm_kernel_avx2() {
   return k;
 }
 
-}  // namespace qk::kernels::detail
+}  // namespace qk::linalg::detail

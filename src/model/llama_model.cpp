@@ -1,5 +1,5 @@
-// Llama forward pass and perplexity (see include/qk/eval/llama_model.hpp).
-#include "qk/eval/llama_model.hpp"
+// Llama forward pass and perplexity (see include/qk/model/llama_model.hpp).
+#include "qk/model/llama_model.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,9 +10,10 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/io/atomic_file.hpp"
+#include "qk/util/atomic_file.hpp"
+#include "qk/formats/tensor_values.hpp"
 
-namespace qk::eval {
+namespace qk::model {
 
 namespace {
 
@@ -43,7 +44,7 @@ int meta_int(const io::TensorFile& f, std::string_view key, int fallback = -1) {
 RowMatrixXf read_weight(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
   const io::TensorInfo* t = f.find(name);
   if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
-  RowMatrixXf m = f.read_matrix(*t);
+  RowMatrixXf m = formats::read_matrix(f, *t);
   if (m.rows() != rows || m.cols() != cols)
     fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, m.rows(), m.cols(),
                       rows, cols);
@@ -444,7 +445,7 @@ std::vector<int32_t> sample(const LlamaModel& m, const SampleOptions& o) {
 }
 
 void write_tokens(const std::filesystem::path& path, std::span<const int32_t> tokens) {
-  io::AtomicFile f(path);
+  util::AtomicFile f(path);
   f.write(tokens.data(), tokens.size() * sizeof(int32_t));  // little-endian hosts only (as read_tokens)
   f.commit();
 }
@@ -461,4 +462,4 @@ std::vector<int32_t> read_tokens(const std::filesystem::path& path) {
   return t;
 }
 
-}  // namespace qk::eval
+}  // namespace qk::model

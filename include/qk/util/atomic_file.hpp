@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-namespace qk::io {
+namespace qk::util {
 
 // What a writer may and may not replace.
 struct WriteOptions {
@@ -44,4 +44,4 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-}  // namespace qk::io
+}  // namespace qk::util

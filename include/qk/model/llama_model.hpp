@@ -24,7 +24,7 @@
 
 #include "qk/io/tensor_file.hpp"
 
-namespace qk::eval {
+namespace qk::model {
 
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -155,4 +155,4 @@ void write_tokens(const std::filesystem::path& path, std::span<const int32_t> to
 // Reads a file of little-endian int32 token ids. FormatError for a size that is not a multiple of 4.
 std::vector<int32_t> read_tokens(const std::filesystem::path& path);
 
-}  // namespace qk::eval
+}  // namespace qk::model

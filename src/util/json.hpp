@@ -11,7 +11,7 @@
 
 #include "qk/core/error.hpp"
 
-namespace qk::io::detail {
+namespace qk::util {
 
 // A small strict JSON parser (RFC 8259) for the JSON inside model files: the safetensors header, GPTQ's
 // quantize_config.json, the bitsandbytes quant state. Objects keep their key order, numbers keep their text.
@@ -241,4 +241,4 @@ class JsonParser {
   size_t i_ = 0;
 };
 
-}  // namespace qk::io::detail
+}  // namespace qk::util

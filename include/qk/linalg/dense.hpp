@@ -1,13 +1,13 @@
 #pragma once
-// Dense linear algebra the methods share, on qk's own f32 GEMM (qk/kernels/sgemm.hpp: AVX-512 / AVX2 / portable
+// Dense linear algebra the methods share, on qk's own f32 GEMM (qk/linalg/sgemm.hpp: AVX-512 / AVX2 / portable
 // micro-kernels chosen at run time, so the speed does not depend on the build's -march), multithreaded with OpenMP:
 //  - gemm / trmm_right_lower / trmm_left_lower: products of Eigen blocks (any storage order, no copies);
-//  - gram_accumulate: S += Xᵀ X (lower triangle), one symmetric rank-k update (kernels::ssyrk_lower);
+//  - gram_accumulate: S += Xᵀ X (lower triangle), one symmetric rank-k update (ssyrk_lower);
 //  - copy_blocked / symmetric_from_lower: storage-order copies and symmetrization in cache-sized tiles;
 //  - inverse_cholesky_upper: the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), as GPTQ needs it, from a blocked
 //    Cholesky and a blocked triangular inverse whose O(n³) parts are GEMMs.
 // Inside an OpenMP parallel region every product runs on the calling thread; the thread count of a call made
-// outside is its `threads` argument. Calls into Eigen's own products (small ones) run under OmpThreadsScope.
+// outside is its `threads` argument. Calls into Eigen's own products (small ones) run under detail::OmpThreadsScope.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,20 +21,10 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/params.hpp"
-#include "qk/kernels/sgemm.hpp"
+#include "qk/detail/omp.hpp"
+#include "qk/linalg/sgemm.hpp"
 
-namespace qk::detail {
-
-class OmpThreadsScope {
- public:
-  explicit OmpThreadsScope(int n) : old_(omp_get_max_threads()) { omp_set_num_threads(std::max(1, n)); }
-  ~OmpThreadsScope() { omp_set_num_threads(old_); }
-  OmpThreadsScope(const OmpThreadsScope&) = delete;
-  OmpThreadsScope& operator=(const OmpThreadsScope&) = delete;
-
- private:
-  int old_;
-};
+namespace qk::linalg {
 
 // [begin, end) of part `i` of `n` near-equal parts of `total`, aligned to `align` elements.
 inline void split_range(int64_t total, int n, int i, int64_t& begin, int64_t& end, int64_t align = 16) {
@@ -58,12 +48,12 @@ inline void zero_touched(Eigen::MatrixXf& M, int64_t rows, int64_t cols) {
 
 // Strided views of Eigen blocks (direct-access expressions: matrices, blocks, Refs, their transposes).
 template <typename M>
-kernels::SgemmView sview(const M& m) {
+SgemmView view(const M& m) {
   if constexpr (M::IsRowMajor) return {m.data(), m.outerStride(), m.innerStride()};
   else return {m.data(), m.innerStride(), m.outerStride()};
 }
 template <typename M>
-kernels::SgemmMutView smview(M&& m) {
+SgemmMutView mut_view(M&& m) {
   using D = std::decay_t<M>;
   if constexpr (D::IsRowMajor) return {m.data(), m.outerStride(), m.innerStride()};
   else return {m.data(), m.innerStride(), m.outerStride()};
@@ -72,28 +62,28 @@ kernels::SgemmMutView smview(M&& m) {
 // C = alpha · A · B + beta · C (beta == 0: C is not read). tri: A or B is triangular (its zero triangle stored).
 template <typename CType, typename AType, typename BType>
 void gemm(CType&& C, const AType& A, const BType& B, float alpha, float beta, int threads = 1,
-          kernels::SgemmTriangle tri = kernels::SgemmTriangle::none) {
+          SgemmTriangle tri = SgemmTriangle::none) {
   if (A.rows() != C.rows() || B.cols() != C.cols() || A.cols() != B.rows())
     fail<ShapeError>("gemm: {}x{} times {}x{} into {}x{}", A.rows(), A.cols(), B.rows(), B.cols(), C.rows(), C.cols());
-  kernels::sgemm(C.rows(), C.cols(), A.cols(), alpha, sview(A), sview(B), beta, smview(C), threads, tri);
+  sgemm(C.rows(), C.cols(), A.cols(), alpha, view(A), view(B), beta, mut_view(C), threads, tri);
 }
 
 // C = alpha · B · L + beta · C with L lower triangular (zeros stored above the diagonal).
 template <typename CType, typename BType, typename LType>
 void trmm_right_lower(CType&& C, const BType& B, const LType& L, float alpha, float beta, int threads = 1) {
-  gemm(C, B, L, alpha, beta, threads, kernels::SgemmTriangle::b_lower);
+  gemm(C, B, L, alpha, beta, threads, SgemmTriangle::b_lower);
 }
 
 // C = alpha · L · B + beta · C with L lower triangular (zeros stored above the diagonal).
 template <typename CType, typename LType, typename BType>
 void trmm_left_lower(CType&& C, const LType& L, const BType& B, float alpha, float beta, int threads = 1) {
-  gemm(C, L, B, alpha, beta, threads, kernels::SgemmTriangle::a_lower);
+  gemm(C, L, B, alpha, beta, threads, SgemmTriangle::a_lower);
 }
 
 // S (k x k, lower triangle kept) += Xᵀ X for X (t x k): one symmetric rank-t update on qk's GEMM kernels.
 template <typename XType>
 void gram_accumulate(Eigen::MatrixXf& S, const XType& X, int threads) {
-  kernels::ssyrk_lower(X.cols(), X.rows(), 1.0f, sview(X.transpose()), 1.0f, smview(S), threads);
+  ssyrk_lower(X.cols(), X.rows(), 1.0f, view(X.transpose()), 1.0f, mut_view(S), threads);
 }
 
 // dst = src between storage orders (row-major <-> column-major), in 32 x 32 tiles walked along dst's storage order,
@@ -203,4 +193,4 @@ inline bool inverse_cholesky_upper(const Eigen::MatrixXf& H, Eigen::MatrixXf& U,
   return U.allFinite();
 }
 
-}  // namespace qk::detail
+}  // namespace qk::linalg

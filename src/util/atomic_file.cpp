@@ -1,5 +1,5 @@
 // AtomicFile: temporary beside the target, rename on commit, unlink otherwise.
-#include "qk/io/atomic_file.hpp"
+#include "qk/util/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,7 +13,7 @@
 
 #include "qk/core/error.hpp"
 
-namespace qk::io {
+namespace qk::util {
 
 namespace {
 bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
@@ -97,4 +97,4 @@ void AtomicFile::commit() {
   committed_ = true;
 }
 
-}  // namespace qk::io
+}  // namespace qk::util

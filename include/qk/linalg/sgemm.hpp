@@ -14,7 +14,7 @@
 // straightforward float dot product of length k would.
 #include <cstdint>
 
-namespace qk::kernels {
+namespace qk::linalg {
 
 struct SgemmView {
   const float* p = nullptr;
@@ -50,4 +50,4 @@ void ssyrk_lower(int64_t n, int64_t k, float alpha, SgemmView A, float beta, Sge
 // Name of the micro-kernel active_isa() selects, e.g. "qk_sgemm_32x12__avx512".
 const char* sgemm_kernel_name();
 
-}  // namespace qk::kernels
+}  // namespace qk::linalg

@@ -1,7 +1,7 @@
 // The Llama forward pass against the published figure for the bundled model: llama.cpp's perplexity tool gives
 // 4.90 on stories260K's evaluation tokens (context 128, BOS first, second half scored); see
 // examples/models/README.md.
-#include "qk/eval/llama_model.hpp"
+#include "qk/model/llama_model.hpp"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@ std::filesystem::path tokens_path() { return qk::test::test_data("../../examples
 }  // namespace
 
 TEST(Llama, LoadsTheBundledModel) {
-  auto m = eval::LlamaModel::load(model_path());
+  auto m = model::LlamaModel::load(model_path());
   EXPECT_EQ(m.config().dim, 64);
   EXPECT_EQ(m.config().hidden, 172);
   EXPECT_EQ(m.config().n_layers, 5);
@@ -31,29 +31,29 @@ TEST(Llama, LoadsTheBundledModel) {
 }
 
 TEST(Llama, PerplexityMatchesLlamaCpp) {
-  auto m = eval::LlamaModel::load(model_path());
-  auto tokens = eval::read_tokens(tokens_path());
+  auto m = model::LlamaModel::load(model_path());
+  auto tokens = model::read_tokens(tokens_path());
   ASSERT_EQ(tokens.size(), 5120u);
-  auto r = eval::perplexity(m, tokens);
+  auto r = model::perplexity(m, tokens);
   EXPECT_EQ(r.chunks, 40);
   EXPECT_EQ(r.scored, 40 * 63);
   EXPECT_NEAR(r.ppl, 4.90, 0.01);
 }
 
 TEST(Llama, ComparingAModelWithItselfCostsNothing) {
-  auto m = eval::LlamaModel::load(model_path());
-  auto m2 = eval::LlamaModel::load(model_path());
-  auto tokens = eval::read_tokens(tokens_path());
-  eval::PerplexityOptions o;
+  auto m = model::LlamaModel::load(model_path());
+  auto m2 = model::LlamaModel::load(model_path());
+  auto tokens = model::read_tokens(tokens_path());
+  model::PerplexityOptions o;
   o.max_chunks = 4;
-  auto c = eval::compare(m, m2, tokens, o);
+  auto c = model::compare(m, m2, tokens, o);
   EXPECT_NEAR(c.kld, 0.0, 1e-9);
   EXPECT_EQ(c.top1_agree, 1.0);
   EXPECT_DOUBLE_EQ(c.base.ppl, c.candidate.ppl);
 }
 
 TEST(Llama, CausalLogitsDoNotSeeTheFuture) {
-  auto m = eval::LlamaModel::load(model_path());
+  auto m = model::LlamaModel::load(model_path());
   std::vector<int32_t> a = {1, 300, 350, 400, 450}, b = {1, 300, 350, 301, 480};
   auto la = m.forward(a), lb = m.forward(b);
   EXPECT_TRUE(la.topRows(3).isApprox(lb.topRows(3), 1e-6f));
@@ -61,22 +61,22 @@ TEST(Llama, CausalLogitsDoNotSeeTheFuture) {
 }
 
 TEST(Llama, BadInputsAreErrors) {
-  auto m = eval::LlamaModel::load(model_path());
+  auto m = model::LlamaModel::load(model_path());
   std::vector<int32_t> bad = {1, 600};
   EXPECT_THROW(m.forward(bad), InvalidArgument);
   std::vector<int32_t> few(10, 5);
-  EXPECT_THROW(eval::perplexity(m, few), InvalidArgument);
-  EXPECT_THROW(eval::read_tokens("/nonexistent/tokens.i32"), IoError);
+  EXPECT_THROW(model::perplexity(m, few), InvalidArgument);
+  EXPECT_THROW(model::read_tokens("/nonexistent/tokens.i32"), IoError);
 }
 
 // The observer sees the four linear inputs of every block in order, with the right widths, and they are the inputs:
 // the block's own products of them reproduce what the pass computes next.
 TEST(Llama, ObserverSeesEveryLinearInput) {
-  auto m = eval::LlamaModel::load(model_path());
-  struct Seen final : eval::ForwardObserver {
-    std::vector<std::pair<int, eval::LinearInput>> calls;
-    std::vector<eval::RowMatrixXf> xs;
-    void on_linear_input(int layer, eval::LinearInput in, const eval::RowMatrixXf& x) override {
+  auto m = model::LlamaModel::load(model_path());
+  struct Seen final : model::ForwardObserver {
+    std::vector<std::pair<int, model::LinearInput>> calls;
+    std::vector<model::RowMatrixXf> xs;
+    void on_linear_input(int layer, model::LinearInput in, const model::RowMatrixXf& x) override {
       calls.emplace_back(layer, in);
       xs.push_back(x);
     }
@@ -88,28 +88,28 @@ TEST(Llama, ObserverSeesEveryLinearInput) {
   ASSERT_EQ(seen.calls.size(), 5u * 4u);
   for (size_t i = 0; i < seen.calls.size(); ++i) {
     EXPECT_EQ(seen.calls[i].first, static_cast<int>(i / 4));
-    EXPECT_EQ(seen.calls[i].second, eval::kLinearInputs[i % 4]);
+    EXPECT_EQ(seen.calls[i].second, model::kLinearInputs[i % 4]);
     EXPECT_EQ(seen.xs[i].rows(), 7);
     EXPECT_EQ(seen.xs[i].cols(), i % 4 == 3 ? 172 : 64);
   }
   // ffn_down's input is silu(gate h) * up h, h = the FFN input seen just before it
   const auto& h = seen.xs[2];
-  eval::RowMatrixXf g = h * m.weight("blk.0.ffn_gate.weight").transpose();
-  const eval::RowMatrixXf u = h * m.weight("blk.0.ffn_up.weight").transpose();
+  model::RowMatrixXf g = h * m.weight("blk.0.ffn_gate.weight").transpose();
+  const model::RowMatrixXf u = h * m.weight("blk.0.ffn_up.weight").transpose();
   g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
   EXPECT_TRUE(g.isApprox(seen.xs[3], 1e-5f));
-  EXPECT_EQ(eval::linear_names(eval::LinearInput::AttnQkv), (std::vector<std::string>{"attn_q", "attn_k", "attn_v"}));
-  EXPECT_EQ(eval::layer_weight_name(3, "ffn_up"), "blk.3.ffn_up.weight");
+  EXPECT_EQ(model::linear_names(model::LinearInput::AttnQkv), (std::vector<std::string>{"attn_q", "attn_k", "attn_v"}));
+  EXPECT_EQ(model::layer_weight_name(3, "ffn_up"), "blk.3.ffn_up.weight");
 }
 
 TEST(Llama, StepwisePassAndIncrementalDecodeMatchForward) {
-  auto m = eval::LlamaModel::load(model_path());
+  auto m = model::LlamaModel::load(model_path());
   std::vector<int32_t> t = {1, 300, 350, 400, 450, 17, 90, 91};
   const auto full = m.forward(t);
   auto x = m.embed(t);
   for (int l = 0; l < m.config().n_layers; ++l) m.forward_layer(l, x);
   EXPECT_TRUE(m.logits(x) == full);
-  eval::KvCache cache;
+  model::KvCache cache;
   const auto a = m.decode(std::span<const int32_t>(t).first(5), cache);
   const auto b = m.decode(std::span<const int32_t>(t).subspan(5), cache);
   EXPECT_EQ(cache.length, 8);
@@ -118,17 +118,17 @@ TEST(Llama, StepwisePassAndIncrementalDecodeMatchForward) {
 }
 
 TEST(Llama, SetWeightChangesThePassAndChecksItsArgument) {
-  auto m = eval::LlamaModel::load(model_path());
+  auto m = model::LlamaModel::load(model_path());
   std::vector<int32_t> t = {1, 300, 350, 400};
   const auto before = m.forward(t);
-  eval::RowMatrixXf w = m.weight("blk.2.attn_v.weight");
+  model::RowMatrixXf w = m.weight("blk.2.attn_v.weight");
   EXPECT_EQ(w.rows(), 32);
   m.set_weight("blk.2.attn_v.weight", 0.5f * w);
   EXPECT_FALSE(m.forward(t).isApprox(before, 1e-4f));
   m.set_weight("blk.2.attn_v.weight", w);
   EXPECT_TRUE(m.forward(t) == before);
-  EXPECT_THROW(m.set_weight("blk.2.attn_v.weight", eval::RowMatrixXf::Zero(64, 64)), ShapeError);
-  eval::RowMatrixXf nan = w;
+  EXPECT_THROW(m.set_weight("blk.2.attn_v.weight", model::RowMatrixXf::Zero(64, 64)), ShapeError);
+  model::RowMatrixXf nan = w;
   nan(0, 0) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(m.set_weight("blk.2.attn_v.weight", nan), NumericError);
   EXPECT_THROW(m.weight("blk.5.attn_q.weight"), InvalidArgument);  // 5 layers
@@ -138,16 +138,16 @@ TEST(Llama, SetWeightChangesThePassAndChecksItsArgument) {
 }
 
 TEST(Llama, SamplingIsDeterministicAndThreadIndependent) {
-  auto m = eval::LlamaModel::load(model_path());
-  eval::SampleOptions o;
+  auto m = model::LlamaModel::load(model_path());
+  model::SampleOptions o;
   o.samples = 4;
   o.length = 32;
   o.seed = 5;
   o.threads = 1;
   const int a = m.config().vocab;
-  const auto x = eval::sample(m, o);
+  const auto x = model::sample(m, o);
   o.threads = 2;
-  const auto y = eval::sample(m, o);
+  const auto y = model::sample(m, o);
   EXPECT_EQ(x, y);
   ASSERT_EQ(x.size(), 128u);
   for (size_t i = 0; i < x.size(); ++i) {
@@ -158,16 +158,16 @@ TEST(Llama, SamplingIsDeterministicAndThreadIndependent) {
     EXPECT_LT(x[i], a);
   }
   o.seed = 6;
-  EXPECT_NE(eval::sample(m, o), x);
+  EXPECT_NE(model::sample(m, o), x);
   // a sampled sequence is likely under the model: lower perplexity than uniform by far
-  eval::PerplexityOptions p;
+  model::PerplexityOptions p;
   p.context = 32;
   p.bos = -1;
-  EXPECT_LT(eval::perplexity(m, x, p).ppl, 30.0);
+  EXPECT_LT(model::perplexity(m, x, p).ppl, 30.0);
   o.temperature = 0.0f;
-  EXPECT_THROW(eval::sample(m, o), InvalidArgument);
+  EXPECT_THROW(model::sample(m, o), InvalidArgument);
   const auto path = std::filesystem::temp_directory_path() / ("qk-tokens-" + std::to_string(::getpid()) + ".i32");
-  eval::write_tokens(path, x);
-  EXPECT_EQ(eval::read_tokens(path), x);
+  model::write_tokens(path, x);
+  EXPECT_EQ(model::read_tokens(path), x);
   std::filesystem::remove(path);
 }

@@ -4,7 +4,7 @@
 
 #include "sgemm_internal.hpp"
 
-namespace qk::kernels::detail {
+namespace qk::linalg::detail {
 namespace {
 
 constexpr int kMr = 32, kNr = 12;
@@ -50,4 +50,4 @@ const SgemmKernel& sgemm_kernel_avx512() {
   return k;
 }
 
-}  // namespace qk::kernels::detail
+}  // namespace qk::linalg::detail

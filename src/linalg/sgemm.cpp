@@ -1,4 +1,4 @@
-// The f32 GEMM driver (qk/kernels/sgemm.hpp): argument checks, the Goto/BLIS loop nest with packing, the split
+// The f32 GEMM driver (qk/linalg/sgemm.hpp): argument checks, the Goto/BLIS loop nest with packing, the split
 // over threads and the portable micro-kernel. Compiled without ISA flags; the AVX2 and AVX-512 micro-kernels live
 // in their own files and are chosen with the integer kernels' ISA (active_isa()).
 //
@@ -14,11 +14,11 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
-#include "qk/kernels/isa.hpp"
-#include "qk/kernels/sgemm.hpp"
+#include "qk/util/isa.hpp"
+#include "qk/linalg/sgemm.hpp"
 #include "sgemm_internal.hpp"
 
-namespace qk::kernels {
+namespace qk::linalg {
 namespace {
 
 using detail::SgemmKernel;
@@ -325,4 +325,4 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView 
   }
 }
 
-}  // namespace qk::kernels
+}  // namespace qk::linalg

@@ -12,10 +12,10 @@
 #include <gtest/gtest.h>
 
 #include "qk/core/error.hpp"
-#include "qk/kernels/isa.hpp"
-#include "qk/kernels/sgemm.hpp"
+#include "qk/util/isa.hpp"
+#include "qk/linalg/sgemm.hpp"
 
-namespace qk::kernels {
+namespace qk::linalg {
 namespace {
 
 struct Mat {
@@ -193,4 +193,4 @@ TEST_F(Sgemm, DegenerateSizes) {
 }
 
 }  // namespace
-}  // namespace qk::kernels
+}  // namespace qk::linalg

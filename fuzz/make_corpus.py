@@ -102,3 +102,17 @@ save("gguf", "q4_k", gguf([], [("k", [256], 12, bytes(144)), ("n", [2], 0, bytes
 save("gguf", "plain_types", gguf([], [("i8", [4], 24, bytes(4)), ("i32", [2], 26, bytes(8)),
                                       ("bf16", [2], 30, b"\x80\x3f" * 2), ("f64", [1], 28, bytes(8))]))
 save("gguf", "empty", gguf([], []))
+
+
+# ---------------------------------------------------------------- llama2.c (legacy version 0: no magic, exact size)
+def llama2c(dim, hidden, layers, heads, kv_heads, vocab, seq):
+    kv = dim // heads * kv_heads
+    v = abs(vocab)
+    n = v * dim + layers * (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * hidden * dim) + dim + seq * (dim // heads)
+    if vocab < 0:
+        n += v * dim
+    return struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq) + struct.pack(f"<{n}f", *range(n))
+
+
+save("llama2c", "shared", llama2c(4, 6, 1, 2, 1, 3, 2))
+save("llama2c", "separate_gqa", llama2c(8, 4, 2, 4, 2, -5, 1))

@@ -27,9 +27,9 @@ ctest --test-dir build-asan --output-on-failure -j"$jobs" ${QK_ASAN_CTEST_ARGS:-
 echo "ci-sanitize: libFuzzer targets (build-fuzz, clang)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQK_BUILD_FUZZERS=ON \
   -DQK_BUILD_TESTS=OFF -DQK_BUILD_BENCHMARKS=OFF -DQK_BUILD_TOOLS=OFF -DQK_BUILD_EXAMPLES=OFF -DQK_INSTALL=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_npy fuzz_safetensors fuzz_gguf
+cmake --build build-fuzz -j"$jobs" --target fuzz_npy fuzz_safetensors fuzz_gguf fuzz_llama2c
 seconds=${QK_FUZZ_SECONDS:-20}
-for f in npy safetensors gguf; do
+for f in npy safetensors gguf llama2c; do
   work=build-fuzz/corpus-$f
   rm -rf "$work" && mkdir -p "$work"
   echo "ci-sanitize: fuzz_$f for ${seconds}s"

@@ -41,6 +41,7 @@
 
 #include "qk/io/gguf.hpp"
 #include "qk/io/imatrix.hpp"
+#include "qk/io/llama2c.hpp"
 #include "qk/io/npy.hpp"
 #include "qk/io/safetensors.hpp"
 #include "qk/io/tensor_file.hpp"
@@ -55,12 +56,14 @@
 #include "qk/kernels/isa.hpp"
 #include "qk/kernels/weight_buffer.hpp"
 
+#include "qk/model/convert.hpp"
 #include "qk/model/llama_config.hpp"
 #include "qk/model/llama_layer.hpp"
 #include "qk/model/llama_model.hpp"
 #include "qk/model/perplexity.hpp"
 #include "qk/model/sample.hpp"
 #include "qk/model/token_file.hpp"
+#include "qk/model/tokenizer.hpp"
 
 #include "qk/pipeline/architecture.hpp"
 #include "qk/pipeline/calibration.hpp"

@@ -1,9 +1,12 @@
 #pragma once
-// Internal to src/io: the bounds-checked byte reader and the three parsers behind TensorFile.
+// Internal to src/io: the bounds-checked byte reader and the parsers behind TensorFile.
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +30,12 @@ struct Parsed {
 Parsed parse_npy(std::span<const std::byte> data, const std::string& file);
 Parsed parse_safetensors(std::span<const std::byte> data, const std::string& file);
 Parsed parse_gguf(std::span<const std::byte> data, const std::string& file);
+Parsed parse_llama2c(std::span<const std::byte> data, const std::string& file);
+
+// TensorFile::open / open_memory with the format given (`forced`) instead of detected when it is set.
+std::unique_ptr<TensorFile> open_mapped(const std::filesystem::path& path, std::optional<FileFormat> forced);
+std::unique_ptr<TensorFile> open_buffer(std::span<const std::byte> data, std::string name,
+                                        std::optional<FileFormat> forced);
 
 // Write-order bookkeeping shared by the streaming writers (safetensors, GGUF): tensors are declared first, then
 // their bytes are given one tensor at a time in declaration order (the writer advances its index once the bytes

@@ -16,6 +16,7 @@
 #include "detail.hpp"
 #include "qk/core/half.hpp"
 #include "qk/io/gguf.hpp"
+#include "qk/io/llama2c.hpp"
 
 namespace qk::io {
 
@@ -93,18 +94,22 @@ FileFormat detect(std::span<const std::byte> d, const std::string& name) {
   };
   if (starts("\x93NUMPY")) return FileFormat::Npy;
   if (starts("GGUF")) return FileFormat::Gguf;
+  // llama2.c has no magic: only a plausible header whose implied size is exactly the file's (never a safetensors
+  // file, whose u64 header length puts zeros where llama2.c has hidden_dim). Newer exports are refused by name.
+  if (looks_like_llama2c(d) || starts("24ka")) return FileFormat::Llama2c;
   // safetensors: u64 header length then '{' (JSON object)
   if (d.size() >= 9 && static_cast<char>(d[8]) == '{') return FileFormat::Safetensors;
   if (d.empty()) fail<FormatError>("{}: empty file", name);
-  fail<FormatError>("{}: unknown format (not .npy, safetensors or GGUF by its first bytes)", name);
+  fail<FormatError>("{}: unknown format (not .npy, safetensors, GGUF or a llama2.c checkpoint by its content)", name);
 }
 
-std::unique_ptr<TensorFile> build(std::filesystem::path path, const std::byte* base, size_t size, bool owns) {
+std::unique_ptr<TensorFile> build(std::filesystem::path path, const std::byte* base, size_t size, bool owns,
+                                  std::optional<FileFormat> forced) {
   const std::string name = path.string();
   std::span<const std::byte> d(base, size);
   FileFormat f;
   try {
-    f = detect(d, name);
+    f = forced ? *forced : detect(d, name);
   } catch (...) {
     if (owns && base) munmap(const_cast<std::byte*>(base), size);
     throw;
@@ -114,6 +119,7 @@ std::unique_ptr<TensorFile> build(std::filesystem::path path, const std::byte* b
     case FileFormat::Npy: file->take(detail::parse_npy(d, name)); break;
     case FileFormat::Safetensors: file->take(detail::parse_safetensors(d, name)); break;
     case FileFormat::Gguf: file->take(detail::parse_gguf(d, name)); break;
+    case FileFormat::Llama2c: file->take(detail::parse_llama2c(d, name)); break;
   }
   return file;
 }
@@ -141,6 +147,19 @@ float f8_e5m2_to_f32(uint8_t b) { return fp16_to_fp32(static_cast<uint16_t>(b) <
 }  // namespace
 
 std::unique_ptr<TensorFile> TensorFile::open(const std::filesystem::path& path) {
+  return detail::open_mapped(path, std::nullopt);
+}
+
+std::unique_ptr<TensorFile> TensorFile::open_memory(std::span<const std::byte> data, std::string name) {
+  return detail::open_buffer(data, std::move(name), std::nullopt);
+}
+
+std::unique_ptr<TensorFile> detail::open_buffer(std::span<const std::byte> data, std::string name,
+                                                std::optional<FileFormat> forced) {
+  return build(std::filesystem::path(std::move(name)), data.data(), data.size(), false, forced);
+}
+
+std::unique_ptr<TensorFile> detail::open_mapped(const std::filesystem::path& path, std::optional<FileFormat> forced) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail<IoError>("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct stat st {};
@@ -162,11 +181,7 @@ std::unique_ptr<TensorFile> TensorFile::open(const std::filesystem::path& path) 
   const int e = errno;
   ::close(fd);
   if (p == MAP_FAILED) fail<IoError>("{}: cannot map: {}", path.string(), std::strerror(e));
-  return build(path, static_cast<const std::byte*>(p), size, true);
-}
-
-std::unique_ptr<TensorFile> TensorFile::open_memory(std::span<const std::byte> data, std::string name) {
-  return build(std::filesystem::path(std::move(name)), data.data(), data.size(), false);
+  return build(path, static_cast<const std::byte*>(p), size, true, forced);
 }
 
 const TensorInfo* TensorFile::find(std::string_view name) const {

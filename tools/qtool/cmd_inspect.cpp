@@ -31,6 +31,7 @@ const char* format_name(qk::io::FileFormat f) {
     case qk::io::FileFormat::Npy: return "npy";
     case qk::io::FileFormat::Safetensors: return "safetensors";
     case qk::io::FileFormat::Gguf: return "gguf";
+    case qk::io::FileFormat::Llama2c: return "llama2c";
   }
   return "?";
 }

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   qtool::setup_eval(app, run);
   qtool::setup_calibrate(app, run);
   qtool::setup_bench(app, run);
+  qtool::setup_tokenize(app, run);
+  qtool::setup_convert(app, run);
 
   try {
     app.parse(argc, argv);

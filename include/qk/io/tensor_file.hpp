@@ -1,5 +1,5 @@
 #pragma once
-// TensorFile: one read-only view over .npy, safetensors and GGUF v3 files. The file is memory-mapped and parsed
+// TensorFile: one read-only view over .npy, safetensors, GGUF v3 files and llama2.c checkpoints. The file is memory-mapped and parsed
 // lazily: opening reads and validates the header only; tensor bytes are touched when asked for.
 // Writers (safetensors.hpp, gguf.hpp, npy.hpp) stream tensors one at a time into a temporary file beside the
 // target and commit by rename, so a failure never leaves a partial output.
@@ -22,7 +22,8 @@ namespace qk::io {
 
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-enum class FileFormat { Npy, Safetensors, Gguf };
+// Llama2c: a llama2.c checkpoint presented with GGUF names (qk/io/llama2c.hpp).
+enum class FileFormat { Npy, Safetensors, Gguf, Llama2c };
 
 // Element types of plain tensors; ggml block-quantized tensors use DType::Ggml plus TensorInfo::ggml_type.
 // (F8_E5M2 / F8_E4M3 are safetensors' 8-bit floats; appended so the original values keep their numbers.)
@@ -72,7 +73,8 @@ struct MetaEntry {
 
 class TensorFile {
  public:
-  // Detects the format from the content (magic), not the extension. Throws IoError / FormatError naming the file.
+  // Detects the format from the content (magic), not the extension; a llama2.c checkpoint (no magic) only by an
+  // exact size match (qk/io/llama2c.hpp). Throws IoError / FormatError naming the file.
   static std::unique_ptr<TensorFile> open(const std::filesystem::path& path);
   // Parses a buffer already in memory (no copy: `data` must outlive the TensorFile). `name` stands for the
   // file in error messages. Same validation as open(); used by the fuzzers and tests.

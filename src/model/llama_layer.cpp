@@ -10,12 +10,13 @@
 #include <string>
 
 #include "qk/core/error.hpp"
+#include "qk/core/half.hpp"
+#include "qk/formats/ggml.hpp"
 #include "qk/formats/tensor_values.hpp"
+#include "qk/linalg/sgemm.hpp"
 
 namespace qk::model {
 namespace {
-
-using ConstMap = Eigen::Map<const RowMatrixXf>;
 
 const io::TensorInfo& checked(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
   const io::TensorInfo* t = f.find(name);
@@ -52,21 +53,20 @@ void rope(RowMatrixXf& x, int head_dim, float theta, int64_t pos0, int64_t step)
     }
 }
 
-// y = x · Wᵀ for W [out, in] at w. An aligned map takes the same Eigen product path as an owned matrix (an
-// unaligned one peels its first elements, which changes how dot products are summed).
-void linear(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out) {
-  if (reinterpret_cast<uintptr_t>(w) % 16 == 0)
-    y = x * Eigen::Map<const RowMatrixXf, Eigen::Aligned16>(w, out, x.cols()).transpose();
-  else
-    y = x * ConstMap(w, out, x.cols()).transpose();
-}
-
-// y += x · Wᵀ (evaluated as one expression, as Eigen accumulates a product into its destination).
-void linear_add(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out) {
-  if (reinterpret_cast<uintptr_t>(w) % 16 == 0)
-    y += x * Eigen::Map<const RowMatrixXf, Eigen::Aligned16>(w, out, x.cols()).transpose();
-  else
-    y += x * ConstMap(w, out, x.cols()).transpose();
+// The inputs x as the product sees them after rounding r (InputRounding): ggml's reference quantizer for the
+// block types (encode, then decode), round to nearest even for fp16.
+const RowMatrixXf& rounded(const RowMatrixXf& x, InputRounding r, RowMatrixXf& buf) {
+  if (r == InputRounding::None) return x;
+  buf.resize(x.rows(), x.cols());
+  const int64_t n = x.size();
+  if (r == InputRounding::F16) {
+    for (int64_t i = 0; i < n; ++i) buf.data()[i] = fp16_to_fp32(fp32_to_fp16(x.data()[i]));
+    return buf;
+  }
+  const ggml::Type t = r == InputRounding::Q8_0 ? ggml::Type::Q8_0 : ggml::Type::Q8_K;
+  const auto enc = ggml::quantize(t, x.data(), x.rows(), x.cols(), nullptr, 1);
+  ggml::dequantize_rows(t, enc.data(), x.rows(), x.cols(), buf.data(), 1);
+  return buf;
 }
 
 // Causal attention of the query rows q (row t at position pos0 + t) over K/V rows [0, last_t] where
@@ -97,7 +97,8 @@ void attend(const LlamaConfig& cfg, const RowMatrixXf& q, const RowMatrixXf& K, 
 }
 
 // The FFN half of a block: x += down(silu(gate h) * up h), h = rmsnorm(x).
-void ffn(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, ForwardObserver* observer) {
+void ffn(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, ForwardObserver* observer,
+         int threads) {
   RowMatrixXf h;
   rms_norm(h, x, w.ffn_norm, cfg.norm_eps);
   if (observer) {
@@ -105,21 +106,43 @@ void ffn(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, 
     if (observer->stop_after(LinearInput::FfnGateUp)) return;
   }
   RowMatrixXf g, u;
-  linear(g, h, w.w_gate, cfg.hidden);
-  linear(u, h, w.w_up, cfg.hidden);
+  linear(g, h, w.w_gate, cfg.hidden, w.round_gate, 0.0f, threads);
+  linear(u, h, w.w_up, cfg.hidden, w.round_up, 0.0f, threads);
   g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // silu(gate) * up
   if (observer) {
     observer->on_linear_input(layer, LinearInput::FfnDown, g);
     if (observer->stop_after(LinearInput::FfnDown)) return;
   }
-  linear_add(x, g, w.w_down, cfg.dim);
+  linear(x, g, w.w_down, cfg.dim, w.round_down, 1.0f, threads);
 }
 
 }  // namespace
 
 LayerView view(const LlamaLayer& L) {
   return {L.attn_norm.data(), L.ffn_norm.data(), L.wq.data(), L.wk.data(), L.wv.data(), L.wo.data(),
-          L.w_gate.data(), L.w_up.data(), L.w_down.data()};
+          L.w_gate.data(), L.w_up.data(), L.w_down.data(), L.round_q, L.round_k, L.round_v, L.round_o,
+          L.round_gate, L.round_up, L.round_down};
+}
+
+InputRounding input_rounding_for(const io::TensorInfo& t) {
+  if (t.dtype == io::DType::F16) return InputRounding::F16;
+  if (t.dtype != io::DType::Ggml) return InputRounding::None;
+  switch (t.ggml_type) {
+    case 2: case 3: case 6: case 7: case 8: case 20: return InputRounding::Q8_0;  // q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl
+    case 10: case 11: case 12: case 13: case 14: return InputRounding::Q8_K;       // q2_K .. q6_K
+    default: return InputRounding::None;
+  }
+}
+
+void linear(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out, InputRounding r, float beta,
+            int threads) {
+  RowMatrixXf buf;
+  const RowMatrixXf& a = rounded(x, r, buf);
+  const int64_t T = a.rows(), in = a.cols();
+  if (beta == 0.0f) y.resize(T, out);
+  else if (y.rows() != T || y.cols() != out)
+    fail<ShapeError>("linear: accumulating into [{}, {}], the product is [{}, {}]", y.rows(), y.cols(), T, out);
+  linalg::sgemm(T, out, in, 1.0f, {a.data(), in, 1}, {w, 1, in}, beta, {y.data(), out, 1}, threads);
 }
 
 RowMatrixXf* find_linear(LlamaLayer& L, std::string_view n) {
@@ -139,7 +162,7 @@ Eigen::VectorXf* find_norm(LlamaLayer& L, std::string_view n) {
   return nullptr;
 }
 
-LlamaLayer load_layer(const io::TensorFile& f, const LlamaConfig& c, int l) {
+LlamaLayer load_layer(const io::TensorFile& f, const LlamaConfig& c, int l, bool llama_rounding) {
   if (l < 0 || l >= c.n_layers) fail<InvalidArgument>("llama: layer {} outside [0, {})", l, c.n_layers);
   LlamaLayer L;
   L.attn_norm = read_vector(f, layer_weight_name(l, "attn_norm"), c.dim);
@@ -151,6 +174,16 @@ LlamaLayer load_layer(const io::TensorFile& f, const LlamaConfig& c, int l) {
   L.w_gate = read_weight(f, layer_weight_name(l, "ffn_gate"), c.hidden, c.dim);
   L.w_up = read_weight(f, layer_weight_name(l, "ffn_up"), c.hidden, c.dim);
   L.w_down = read_weight(f, layer_weight_name(l, "ffn_down"), c.dim, c.hidden);
+  if (llama_rounding) {
+    auto r = [&](const char* n) { return input_rounding_for(f.tensor(layer_weight_name(l, n))); };
+    L.round_q = r("attn_q");
+    L.round_k = r("attn_k");
+    L.round_v = r("attn_v");
+    L.round_o = r("attn_output");
+    L.round_gate = r("ffn_gate");
+    L.round_up = r("ffn_up");
+    L.round_down = r("ffn_down");
+  }
   return L;
 }
 
@@ -208,7 +241,7 @@ void rms_norm(RowMatrixXf& out, const RowMatrixXf& x, const float* w, float eps)
 }
 
 void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, int64_t pos0,
-                   RowMatrixXf* kc, RowMatrixXf* vc, ForwardObserver* observer) {
+                   RowMatrixXf* kc, RowMatrixXf* vc, ForwardObserver* observer, int threads) {
   if (x.cols() != cfg.dim)
     fail<ShapeError>("llama layer {}: hidden states have {} columns, the model {}", layer, x.cols(), cfg.dim);
   const auto T = x.rows();
@@ -219,9 +252,9 @@ void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMat
     if (observer->stop_after(LinearInput::AttnQkv)) return;
   }
   RowMatrixXf q, k, v;
-  linear(q, h, w.wq, cfg.dim);
-  linear(k, h, w.wk, cfg.kv_dim());
-  linear(v, h, w.wv, cfg.kv_dim());
+  linear(q, h, w.wq, cfg.dim, w.round_q, 0.0f, threads);
+  linear(k, h, w.wk, cfg.kv_dim(), w.round_k, 0.0f, threads);
+  linear(v, h, w.wv, cfg.kv_dim(), w.round_v, 0.0f, threads);
   rope(q, cfg.head_dim(), cfg.rope_theta, pos0, 1);
   rope(k, cfg.head_dim(), cfg.rope_theta, pos0, 1);
   if (kc) {
@@ -236,8 +269,8 @@ void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMat
     observer->on_linear_input(layer, LinearInput::AttnOutput, att);
     if (observer->stop_after(LinearInput::AttnOutput)) return;
   }
-  linear_add(x, att, w.wo, cfg.dim);
-  ffn(cfg, w, layer, x, observer);
+  linear(x, att, w.wo, cfg.dim, w.round_o, 1.0f, threads);
+  ffn(cfg, w, layer, x, observer, threads);
 }
 
 void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int64_t pos, std::span<RowMatrixXf> kc,
@@ -249,9 +282,9 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
   RowMatrixXf h;
   rms_norm(h, x, w.attn_norm, cfg.norm_eps);
   RowMatrixXf q, k, v;
-  linear(q, h, w.wq, cfg.dim);
-  linear(k, h, w.wk, cfg.kv_dim());
-  linear(v, h, w.wv, cfg.kv_dim());
+  linear(q, h, w.wq, cfg.dim, w.round_q, 0.0f, threads);
+  linear(k, h, w.wk, cfg.kv_dim(), w.round_k, 0.0f, threads);
+  linear(v, h, w.wv, cfg.kv_dim(), w.round_v, 0.0f, threads);
   rope(q, cfg.head_dim(), cfg.rope_theta, pos, 0);
   rope(k, cfg.head_dim(), cfg.rope_theta, pos, 0);
   RowMatrixXf att(S, cfg.dim);
@@ -268,8 +301,8 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
     attend(cfg, qs, K, V, pos, 0, as);
     att.row(s) = as;
   }
-  linear_add(x, att, w.wo, cfg.dim);
-  ffn(cfg, w, 0, x, nullptr);
+  linear(x, att, w.wo, cfg.dim, w.round_o, 1.0f, threads);
+  ffn(cfg, w, 0, x, nullptr, threads);
 }
 
 RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<const int32_t> tokens) {

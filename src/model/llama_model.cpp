@@ -22,17 +22,21 @@ RowMatrixXf read_checked(const io::TensorFile& f, const std::string& name, int64
 
 }  // namespace
 
-LlamaModel LlamaModel::load(const std::filesystem::path& path) { return load(*io::TensorFile::open(path)); }
+LlamaModel LlamaModel::load(const std::filesystem::path& path, const LoadOptions& options) {
+  return load(*io::TensorFile::open(path), options);
+}
 
-LlamaModel LlamaModel::load(const io::TensorFile& f) {
+LlamaModel LlamaModel::load(const io::TensorFile& f, const LoadOptions& options) {
   LlamaModel m;
   m.cfg_ = read_llama_config(f);
   const LlamaConfig& c = m.cfg_;
   m.tok_embd_ = read_checked(f, "token_embd.weight", c.vocab, c.dim);
   m.output_norm_ = read_checked(f, "output_norm.weight", 1, c.dim).row(0).transpose();
   m.output_ = c.tied_output ? m.tok_embd_ : read_checked(f, "output.weight", c.vocab, c.dim);
+  if (options.llama_rounding)
+    m.output_round_ = input_rounding_for(f.tensor(c.tied_output ? "token_embd.weight" : "output.weight"));
   m.layers_.reserve(static_cast<size_t>(c.n_layers));
-  for (int l = 0; l < c.n_layers; ++l) m.layers_.push_back(load_layer(f, c, l));
+  for (int l = 0; l < c.n_layers; ++l) m.layers_.push_back(load_layer(f, c, l, options.llama_rounding));
   return m;
 }
 
@@ -48,19 +52,18 @@ RowMatrixXf LlamaModel::embed(std::span<const int32_t> tokens) const {
   return x;
 }
 
-RowMatrixXf output_logits(const LlamaConfig& cfg, const RowMatrixXf& x, const float* output_norm,
-                          const float* output) {
+RowMatrixXf output_logits(const LlamaConfig& cfg, const RowMatrixXf& x, const float* output_norm, const float* output,
+                          InputRounding rounding, int threads) {
   if (x.cols() != cfg.dim)
     fail<ShapeError>("llama logits: hidden states have {} columns, the model {}", x.cols(), cfg.dim);
-  RowMatrixXf h;
+  RowMatrixXf h, z;
   rms_norm(h, x, output_norm, cfg.norm_eps);
-  if (reinterpret_cast<uintptr_t>(output) % 16 == 0)  // the product path of an owned matrix (llama_layer.cpp)
-    return h * Eigen::Map<const RowMatrixXf, Eigen::Aligned16>(output, cfg.vocab, cfg.dim).transpose();
-  return h * Eigen::Map<const RowMatrixXf>(output, cfg.vocab, cfg.dim).transpose();
+  linear(z, h, output, cfg.vocab, rounding, 0.0f, threads);
+  return z;
 }
 
 RowMatrixXf LlamaModel::logits(const RowMatrixXf& x) const {
-  return output_logits(cfg_, x, output_norm_.data(), output_.data());
+  return output_logits(cfg_, x, output_norm_.data(), output_.data(), output_round_);
 }
 
 const LlamaLayer& LlamaModel::layer(int l) const {

@@ -4,8 +4,6 @@
 // ffn_down). A group's inputs are computed with every earlier weight already replaced by what the output file will
 // hold (quantized, or the fallback's rounding), and each sequence's hidden states are carried from block to block:
 // memory holds one block's float weights, one [tokens, dim] state per sequence, and one group's statistics.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -144,50 +142,55 @@ void CalibrationRun::run_block(int l) {
       const int64_t dim = m.weight(group.weights.front()).cols();
       const bool gptq_stats = members.front()->method != Method::Awq &&
                               std::none_of(members.begin(), members.end(), [](const TensorPlan* t) { return t->method == Method::Awq; });
-      // Sequences in parallel (the small per-sequence products gain nothing from threads of their own); each
-      // thread accumulates a contiguous range of sequences and the partial Hessians merge in thread order. AWQ
-      // keeps the inputs in sequence order.
-      const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), xs_.size()));
-      std::vector<HessianAccumulator> accs;
-      if (gptq_stats) accs.assign(static_cast<size_t>(nt), HessianAccumulator(dim));
-      std::vector<std::vector<io::RowMatrixXf>> rows(gptq_stats ? 0 : xs_.size());
-      std::string error;
-#pragma omp parallel num_threads(nt)
-      {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        const size_t s0 = xs_.size() * static_cast<size_t>(tid) / static_cast<size_t>(nth),
-                     s1 = xs_.size() * static_cast<size_t>(tid + 1) / static_cast<size_t>(nth);
-        try {
-          for (size_t si = s0; si < s1; ++si) {
-            io::RowMatrixXf x = xs_[si];
+      // The group's inputs, a batch of sequences at a time: the forward passes of a batch run in parallel (one
+      // sequence per thread; their small products gain nothing from threads of their own), then the batch's rows
+      // are added in sequence order to one Hessian (its rank-k update on all threads), or kept in order (AWQ).
+      // The batch size is fixed, so the sums and the bytes written do not depend on the thread count.
+      constexpr size_t kBatch = 16;
+      HessianAccumulator acc(gptq_stats ? dim : 1);
+      std::vector<io::RowMatrixXf> kept;  // AWQ: every sequence's inputs, in order
+      for (size_t b0 = 0; b0 < xs_.size(); b0 += kBatch) {
+        const size_t nb = std::min(kBatch, xs_.size() - b0);
+        std::vector<io::RowMatrixXf> rows(nb);
+        std::string error;
+#pragma omp parallel for schedule(static) num_threads(std::min<int>(threads, static_cast<int>(nb)))
+        for (size_t i = 0; i < nb; ++i) {
+          try {
+            io::RowMatrixXf x = xs_[b0 + i];
             const GroupCapture cap = [&](int g, const RowMatrixXf& a) {
-              if (g != gi) return;
-              if (gptq_stats) accs[static_cast<size_t>(tid)].add(a, 1);
-              else rows[si].push_back(a);
+              if (g == gi) rows[i] = a;
             };
             m.forward(x, cap, gi);
-          }
-        } catch (const std::exception& e) {
+          } catch (const std::exception& e) {
 #pragma omp critical
-          if (error.empty()) error = e.what();
+            if (error.empty()) error = e.what();
+          }
+        }
+        if (!error.empty()) fail<NumericError>("{}: block {}: {}", in_.path().string(), l, error);
+        if (gptq_stats) {
+          int64_t T = 0;
+          for (const auto& r : rows) T += r.rows();
+          io::RowMatrixXf stacked(T, dim);
+          int64_t t = 0;
+          for (const auto& r : rows) {
+            stacked.middleRows(t, r.rows()) = r;
+            t += r.rows();
+          }
+          acc.add(stacked, threads);
+        } else {
+          for (auto& r : rows) kept.push_back(std::move(r));
         }
       }
-      if (!error.empty()) fail<NumericError>("{}: block {}: {}", in_.path().string(), l, error);
-      HessianAccumulator acc(dim);
-      for (const auto& a : accs) acc.merge(a);
       io::RowMatrixXf X;
       if (!gptq_stats) {
         int64_t T = 0;
-        for (const auto& r : rows)
-          for (const auto& x : r) T += x.rows();
+        for (const auto& x : kept) T += x.rows();
         X.resize(T, dim);
         int64_t t = 0;
-        for (auto& r : rows) {
-          for (const auto& x : r) {
-            X.middleRows(t, x.rows()) = x;
-            t += x.rows();
-          }
-          r.clear();
+        for (auto& x : kept) {
+          X.middleRows(t, x.rows()) = x;
+          t += x.rows();
+          x = io::RowMatrixXf();
         }
       }
       // AWQ with scale search where the input comes from a norm: the group's weights are searched together, scored

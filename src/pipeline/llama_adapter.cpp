@@ -6,7 +6,6 @@
 #include "qk/io/gguf.hpp"
 #include "qk/model/llama_config.hpp"
 #include "qk/model/llama_layer.hpp"
-#include "qk/model/llama_model.hpp"
 #include "qk/model/sample.hpp"
 #include "qk/pipeline/architecture.hpp"
 
@@ -111,7 +110,7 @@ class LlamaAdapter final : public ArchitectureAdapter {
     so.temperature = spec.temperature;
     so.bos = bos_;
     so.threads = spec.threads;
-    return model::sample(model::LlamaModel::load(file_), so);
+    return model::sample(file_, so);
   }
 
  private:

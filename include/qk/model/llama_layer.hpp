@@ -17,11 +17,24 @@ namespace qk::model {
 
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// A block's weights as float32, owned. Linear weights are [out, in].
+// How the inputs of a linear layer are rounded before the product. llama.cpp's CPU backend converts them to the
+// weight type's "vec_dot_type" (ggml-cpu type_traits) and multiplies in that type: fp16 for F16 weights, Q8_0
+// blocks of 32 for q4_0, q4_1 (Q8_1, the same values), q5_0, q5_1, q8_0 and iq4_nl, Q8_K blocks of 256 for the
+// K-quants; F32 weights take float inputs. Emulating it (the values ggml's reference quantizers give, multiplied
+// in float) makes qk's perplexity and KL agree with llama.cpp's on quantized files.
+enum class InputRounding : uint8_t { None, F16, Q8_0, Q8_K };
+// The rounding llama.cpp applies to the inputs of a weight stored as `t` (a TensorInfo of the file).
+InputRounding input_rounding_for(const io::TensorInfo& t);
+
+// A block's weights as float32, owned. Linear weights are [out, in]. round_*: the input rounding of each linear
+// layer (None unless the model was loaded with llama.cpp's rounding, LoadOptions).
 struct LlamaLayer {
   Eigen::VectorXf attn_norm, ffn_norm;
   RowMatrixXf wq, wk, wv, wo;
   RowMatrixXf w_gate, w_up, w_down;
+  InputRounding round_q = InputRounding::None, round_k = InputRounding::None, round_v = InputRounding::None,
+                round_o = InputRounding::None, round_gate = InputRounding::None, round_up = InputRounding::None,
+                round_down = InputRounding::None;
 };
 
 // Where the forward pass reads a block's weights: contiguous float32, row-major [out, in], owned by a LlamaLayer or
@@ -31,6 +44,9 @@ struct LayerView {
   const float* ffn_norm = nullptr;
   const float *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
   const float *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
+  InputRounding round_q = InputRounding::None, round_k = InputRounding::None, round_v = InputRounding::None,
+                round_o = InputRounding::None, round_gate = InputRounding::None, round_up = InputRounding::None,
+                round_down = InputRounding::None;
 };
 LayerView view(const LlamaLayer& L);
 
@@ -40,8 +56,14 @@ RowMatrixXf* find_linear(LlamaLayer& L, std::string_view name);
 Eigen::VectorXf* find_norm(LlamaLayer& L, std::string_view name);
 
 // Reads block `layer` of a Llama file as float32 (decoding block types), checking shapes and finiteness:
-// FormatError naming the file and tensor.
-LlamaLayer load_layer(const io::TensorFile& file, const LlamaConfig& cfg, int layer);
+// FormatError naming the file and tensor. llama_rounding: set each linear layer's input rounding from its stored
+// type, as llama.cpp computes (InputRounding); otherwise products take float inputs.
+LlamaLayer load_layer(const io::TensorFile& file, const LlamaConfig& cfg, int layer, bool llama_rounding = false);
+
+// y = x · Wᵀ + beta·y for W [out, in] row-major at w (qk's f32 GEMM: each row's values depend on that row alone, so
+// a batch of rows gives what each row gives alone, on any thread count), the input rows first rounded as `r` says.
+void linear(RowMatrixXf& y, const RowMatrixXf& x, const float* w, int64_t out, InputRounding r = InputRounding::None,
+            float beta = 0.0f, int threads = 1);
 
 // Block `layer` viewed in place when every weight is stored as float32 in the file (no copy), or loaded into
 // `storage` (decoded) otherwise. release() gives the mapped pages of the viewed tensors back to the page cache, so
@@ -74,9 +96,11 @@ class ForwardObserver {
 
 // One block over the rows of x, consecutive positions pos0 .. of one sequence (x: the residual stream, updated in
 // place). Without a cache the keys and values are those of x alone; with one (kc, vc: this layer's [pos0, kv_dim]
-// so far) the new rows are appended and attention sees every cached position.
+// so far) the new rows are appended and attention sees every cached position. threads: for the products (inside
+// an OpenMP parallel region they run on the calling thread).
 void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, int64_t pos0 = 0,
-                   RowMatrixXf* kc = nullptr, RowMatrixXf* vc = nullptr, ForwardObserver* observer = nullptr);
+                   RowMatrixXf* kc = nullptr, RowMatrixXf* vc = nullptr, ForwardObserver* observer = nullptr,
+                   int threads = 1);
 
 // One block over a batch of sequences, one new token each at position `pos` (row s of x is sequence s; kc[s], vc[s]
 // its cache of `pos` rows, to which the new key and value are appended). Row s gives the same values as

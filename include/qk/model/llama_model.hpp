@@ -27,12 +27,20 @@ struct KvCache {
   int64_t length = 0;
 };
 
+struct LoadOptions {
+  // Round each linear layer's inputs as llama.cpp's CPU backend does for the weight's stored type (InputRounding in
+  // llama_layer.hpp): 8-bit blocks for quantized weights, fp16 for F16 ones. Perplexity and KL of a quantized file
+  // then agree with llama.cpp's; F32 weights are unaffected. false: every product in float (the exact oracle of the
+  // dequantized model).
+  bool llama_rounding = true;
+};
+
 class LlamaModel {
  public:
   // Reads the llama.* metadata and every weight (dequantizing block types). FormatError naming the file and
   // tensor when something is missing, has the wrong shape or holds NaN/Inf.
-  static LlamaModel load(const io::TensorFile& file);
-  static LlamaModel load(const std::filesystem::path& path);
+  static LlamaModel load(const io::TensorFile& file, const LoadOptions& options = {});
+  static LlamaModel load(const std::filesystem::path& path, const LoadOptions& options = {});
 
   const LlamaConfig& config() const { return cfg_; }
 
@@ -54,6 +62,9 @@ class LlamaModel {
   const RowMatrixXf& weight(const std::string& name) const;
   void set_weight(const std::string& name, const RowMatrixXf& w);
   const LlamaLayer& layer(int l) const;
+  const float* output_norm() const { return output_norm_.data(); }
+  const float* output() const { return output_.data(); }
+  InputRounding output_rounding() const { return output_round_; }
 
  private:
   RowMatrixXf* find_weight(const std::string& name);
@@ -62,10 +73,11 @@ class LlamaModel {
   RowMatrixXf tok_embd_, output_;
   Eigen::VectorXf output_norm_;
   std::vector<LlamaLayer> layers_;
+  InputRounding output_round_ = InputRounding::None;
 };
 
 // Final RMSNorm and output projection: logits [rows, vocab] of hidden states x.
-RowMatrixXf output_logits(const LlamaConfig& cfg, const RowMatrixXf& x, const float* output_norm,
-                          const float* output);
+RowMatrixXf output_logits(const LlamaConfig& cfg, const RowMatrixXf& x, const float* output_norm, const float* output,
+                          InputRounding rounding = InputRounding::None, int threads = 1);
 
 }  // namespace qk::model

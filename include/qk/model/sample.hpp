@@ -19,8 +19,13 @@ struct SampleOptions {
 };
 
 // Draws `samples` sequences from the model (ancestral sampling from softmax(logits / temperature)), concatenated:
-// samples * length ids. Each sequence has its own generator seeded from (seed, index), so the result does not
-// depend on the thread count.
+// samples * length ids. Each sequence has its own generator seeded from (seed, index), and the products give every
+// row what it gives alone, so the result depends neither on the thread count nor on the number of sequences.
 std::vector<int32_t> sample(const LlamaModel& m, const SampleOptions& o);
+
+// The same sequences from a Llama file read block by block: one block's weights are resident at a time (viewed in
+// the mapping when stored as float32, decoded otherwise) and given back after each step; the output projection is
+// held throughout. For models too large to hold as float.
+std::vector<int32_t> sample(const io::TensorFile& file, const SampleOptions& o);
 
 }  // namespace qk::model

@@ -310,6 +310,8 @@ RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<con
       fail<InvalidArgument>("token id {} at position {} is outside the vocabulary of {}", id, t, cfg.vocab);
     formats::read_rows(f, e, id, 1, x.row(t).data());
   }
+  // The rows were copied: give the table's pages back (a tied table stays, it is read again as the output).
+  if (!cfg.tied_output) f.release(e);
   if (!x.allFinite()) fail<FormatError>("{}: tensor 'token_embd.weight' holds NaN or Inf", f.path().string());
   return x;
 }

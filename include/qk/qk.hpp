@@ -62,6 +62,7 @@
 #include "qk/model/llama_model.hpp"
 #include "qk/model/perplexity.hpp"
 #include "qk/model/sample.hpp"
+#include "qk/model/text.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/model/tokenizer.hpp"
 

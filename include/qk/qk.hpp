@@ -57,6 +57,7 @@
 #include "qk/kernels/weight_buffer.hpp"
 
 #include "qk/model/convert.hpp"
+#include "qk/model/generate.hpp"
 #include "qk/model/llama_config.hpp"
 #include "qk/model/llama_layer.hpp"
 #include "qk/model/llama_model.hpp"

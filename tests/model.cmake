@@ -24,3 +24,5 @@ if(TARGET qtool)
   qk_add_test(test_generate_cli SOURCES model/test_generate_cli.cpp LABELS cli)
   add_dependencies(test_generate_cli qtool)
 endif()
+# Text files as model input (qk/model/text.hpp).
+qk_add_test(test_model_text SOURCES model/test_text.cpp)

@@ -43,7 +43,9 @@ CompareResult compare_on_text(const LlamaModel& base, const LlamaModel& candidat
   if (tok.size() != base.config().vocab)
     fail<FormatError>("{}: the vocabulary has {} tokens, the model {}", tok.source(), tok.size(), base.config().vocab);
   const std::vector<int32_t> ids = evaluation_tokens(tok, path, o.context);
-  return compare(base, candidate, ids, o);
+  PerplexityOptions p = o;
+  if (p.bos >= 0 && tok.bos() >= 0) p.bos = tok.bos();  // the vocabulary's BOS starts every chunk
+  return compare(base, candidate, ids, p);
 }
 
 std::vector<std::vector<int32_t>> text_sequences(const Tokenizer& tok, const std::filesystem::path& path, int samples,

@@ -27,7 +27,8 @@ std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::filesystem::
 std::vector<int32_t> evaluation_tokens(const Tokenizer& tok, const std::filesystem::path& path, int context);
 
 // `base` and `candidate` scored on a text file as llama.cpp's perplexity tool scores them (evaluation_tokens, then
-// compare() with o.context). The tokenizer is normally base's own vocabulary.
+// compare() with o.context; every chunk starts with the vocabulary's BOS unless o.bos is -1). The tokenizer is
+// normally base's own vocabulary; FormatError when its size is not base's vocabulary size.
 CompareResult compare_on_text(const LlamaModel& base, const LlamaModel& candidate, const Tokenizer& tok,
                               const std::filesystem::path& path, const PerplexityOptions& o = {});
 

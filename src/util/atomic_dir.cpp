@@ -57,7 +57,7 @@ AtomicDirectory::AtomicDirectory(fs::path target, const WriteOptions& opts, std:
     if (!in.empty() && same_file(target_, in)) fail<IoError>("{}: refusing to overwrite the input", target_.string());
   check_target();
   const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
-  std::string tmpl = (dir / ("." + target_.filename().string() + ".tmp-XXXXXX")).string();
+  std::string tmpl = (dir / fmt::format(".{}.tmp-XXXXXX", target_.filename().string())).string();
   if (!::mkdtemp(tmpl.data()))
     fail<IoError>("{}: cannot create a temporary directory in {}: {}", target_.string(), dir.string(),
                   std::strerror(errno));

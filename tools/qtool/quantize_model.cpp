@@ -85,13 +85,16 @@ void check_options(const QuantizeOptions& o, const pl::TargetType& target) {
         "linear layer, named after its weight); see docs/cli.md",
         o.method));
   if (!o.calib.empty() && uses_tokens(o))
-    throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
+    throw UsageError(
+        "--calib (activations) and --calib-text/--calib-tokens/--calib-generate (tokens) exclude each other");
   if (o.method == "rtn" && uses_tokens(o) && (target.kind != K::Ggml || !o.imatrix.empty()))
-    throw UsageError("--method rtn with --calib-tokens/--calib-generate computes the importance matrix of ggml block "
-                     "types: not with --imatrix, nor for other types");
+    throw UsageError("--method rtn with --calib-text/--calib-tokens/--calib-generate computes the importance matrix "
+                     "of ggml block types: not with --imatrix, nor for other types");
   if (o.awq_scales && (o.method != "awq" || !uses_tokens(o)))
-    throw UsageError("--awq-scales needs --method awq with --calib-tokens or --calib-generate (the model is run)");
-  if (!o.calib_save.empty() && !uses_tokens(o)) throw UsageError("--calib-save needs --calib-tokens or --calib-generate");
+    throw UsageError(
+        "--awq-scales needs --method awq with --calib-text, --calib-tokens or --calib-generate (the model is run)");
+  if (!o.calib_save.empty() && !uses_tokens(o))
+    throw UsageError("--calib-save needs --calib-text, --calib-tokens or --calib-generate");
   if (!o.imatrix.empty() && target.kind != K::Ggml)
     throw UsageError("--imatrix applies to ggml block types (q4_k, ...) only");
 }

@@ -19,7 +19,8 @@ uint64_t splitmix64(uint64_t& state) {
 
 void check(const GenerateOptions& o) {
   if (o.max_tokens < 0) fail<InvalidArgument>("generate: -n must not be negative, got {}", o.max_tokens);
-  if (!std::isfinite(o.temperature)) fail<InvalidArgument>("generate: temperature must be finite, got {}", o.temperature);
+  if (!std::isfinite(o.temperature))
+    fail<InvalidArgument>("generate: temperature must be finite, got {}", o.temperature);
   if (o.top_k < 0) fail<InvalidArgument>("generate: top-k must not be negative, got {}", o.top_k);
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail<InvalidArgument>("generate: top-p must be in (0, 1], got {}", o.top_p);
 }

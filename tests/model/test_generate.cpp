@@ -69,7 +69,9 @@ INSTANTIATE_TEST_SUITE_P(BothModels, GreedyMatchesLlamaCpp,
                          ::testing::Values(std::pair{"stories260K", 0}, std::pair{"stories260K", 1},
                                            std::pair{"stories260K", 2}, std::pair{"babyllama", 0},
                                            std::pair{"babyllama", 1}, std::pair{"babyllama", 2}),
-                         [](const auto& info) { return fmt::format("{}_{}", info.param.first, info.param.second + 1); });
+                         [](const auto& info) {
+                           return fmt::format("{}_{}", info.param.first, info.param.second + 1);
+                         });
 
 TEST(Generate, SamplingIsSeeded) {
   const Loaded& l = loaded("stories260K");
@@ -133,7 +135,8 @@ TEST(Generate, StopsAtTheContextAndRefusesLongPrompts) {
     model::generate(l.m, prompt, o);
     ADD_FAILURE() << "no error";
   } catch (const ShapeError& e) {
-    EXPECT_NE(std::string(e.what()).find("m.gguf: the prompt's 128 tokens leave no room"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("m.gguf: the prompt's 128 tokens leave no room"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(model::generate(l.m, std::vector<int32_t>{}, o), ShapeError);
   o.top_p = 0;

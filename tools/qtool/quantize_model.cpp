@@ -80,8 +80,8 @@ void check_options(const QuantizeOptions& o, const pl::TargetType& target) {
     throw UsageError(fmt::format("--method {} needs a quantized --type, not {}", o.method, target.name));
   if (o.method != "rtn" && o.calib.empty() && !uses_tokens(o))
     throw UsageError(fmt::format(
-        "--method {} needs calibration data: --calib-text FILE, --calib-tokens IDS.i32 or --calib-generate (Llama GGUF: the model's "
-        "own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
+        "--method {} needs calibration data: --calib-text FILE, --calib-tokens IDS.i32 or --calib-generate (Llama "
+        "GGUF: the model's own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
         "linear layer, named after its weight); see docs/cli.md",
         o.method));
   if (!o.calib.empty() && uses_tokens(o))

@@ -18,3 +18,11 @@ qk_add_test(test_checkpoint_eval SOURCES model/test_checkpoint_eval.cpp LABELS c
 if(TARGET qtool)
   add_dependencies(test_checkpoint_eval qtool)
 endif()
+# Text generation (qk/model/generate.hpp) and qtool generate: greedy output equal to llama.cpp's.
+qk_add_test(test_model_generate SOURCES model/test_generate.cpp)
+if(TARGET qtool)
+  qk_add_test(test_generate_cli SOURCES model/test_generate_cli.cpp LABELS cli)
+  add_dependencies(test_generate_cli qtool)
+endif()
+# Text files as model input (qk/model/text.hpp).
+qk_add_test(test_model_text SOURCES model/test_text.cpp)

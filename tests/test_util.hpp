@@ -24,6 +24,15 @@ namespace qk::test {
 
 inline std::filesystem::path test_data(const std::string& rel) { return std::filesystem::path(QK_TEST_DATA) / rel; }
 
+// The bundled models and texts (examples/models, examples/text), always present in the repository.
+inline std::filesystem::path bundled_model(const std::string& name = "stories260K") {
+  return std::filesystem::path(QK_TEST_DATA) / ".." / ".." / "examples" / "models" / (name + ".gguf");
+}
+inline std::filesystem::path bundled_text(const std::string& name = "tinystories-valid.joined.txt") {
+  return std::filesystem::path(QK_TEST_DATA) / ".." / ".." / "examples" / "text" / name;
+}
+inline std::filesystem::path bundled_train_text() { return bundled_text("tinystories-train.slice.joined.txt"); }
+
 inline std::filesystem::path reference_root() { return std::filesystem::path(QK_REFERENCE_DATA); }
 
 // Empty path when the reference data (or that file) is not there.

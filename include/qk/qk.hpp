@@ -57,11 +57,13 @@
 #include "qk/kernels/weight_buffer.hpp"
 
 #include "qk/model/convert.hpp"
+#include "qk/model/generate.hpp"
 #include "qk/model/llama_config.hpp"
 #include "qk/model/llama_layer.hpp"
 #include "qk/model/llama_model.hpp"
 #include "qk/model/perplexity.hpp"
 #include "qk/model/sample.hpp"
+#include "qk/model/text.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/model/tokenizer.hpp"
 

@@ -7,6 +7,7 @@
 
 #include "qk/core/error.hpp"
 #include "qk/formats/tensor_values.hpp"
+#include "qk/model/text.hpp"
 #include "qk/model/token_file.hpp"
 
 namespace qk::pipeline {
@@ -56,6 +57,16 @@ std::vector<std::vector<int32_t>> TokenFile::sequences(ArchitectureAdapter& mode
   description_ = fmt::format("{} sequences of {} tokens from {}", all.size() / static_cast<size_t>(length), length,
                              path_.string());
   return cut(all, static_cast<size_t>(length));
+}
+
+std::vector<std::vector<int32_t>> TextTokens::sequences(ArchitectureAdapter& model) {
+  const int length = sequence_length(shape_, model);
+  if (tok_.size() != model.vocab())
+    fail<FormatError>("{}: the vocabulary has {} tokens, the model {}", tok_.source(), tok_.size(), model.vocab());
+  auto seqs = model::text_sequences(tok_, path_, shape_.samples, length);
+  description_ = fmt::format("{} sequences of {} tokens from the text {} (BOS first)", seqs.size(), length,
+                             path_.string());
+  return seqs;
 }
 
 ActivationFile::ActivationFile(const std::filesystem::path& path) : file_(io::TensorFile::open(path)) {}

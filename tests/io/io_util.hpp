@@ -83,7 +83,7 @@ inline void write_file(const std::filesystem::path& p, std::span<const std::byte
 
 // The bundled model (examples/models), always present in the repository.
 inline std::filesystem::path stories_gguf() {
-  return std::filesystem::path(QK_TEST_DATA) / ".." / ".." / "examples" / "models" / "stories260K-f32.gguf";
+  return std::filesystem::path(QK_TEST_DATA) / ".." / ".." / "examples" / "models" / "stories260K.gguf";
 }
 
 template <typename T>

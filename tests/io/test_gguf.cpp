@@ -34,10 +34,12 @@ TEST(Gguf, ReadsTheBundledStoriesModel) {
   auto f = TensorFile::open(test::stories_gguf());
   EXPECT_EQ(f->format(), FileFormat::Gguf);
   EXPECT_EQ(f->tensors().size(), 48u);  // 3 + 5 layers x 9
-  EXPECT_EQ(f->metadata().size(), 20u);
+  EXPECT_EQ(f->metadata().size(), 19u);
   EXPECT_EQ(std::get<std::string>(*find_meta(f->metadata(), "general.architecture")), "llama");
   EXPECT_EQ(std::get<uint32_t>(*find_meta(f->metadata(), "llama.feed_forward_length")), 172u);
-  EXPECT_EQ(std::get<bool>(*find_meta(f->metadata(), "tokenizer.ggml.add_space_prefix")), false);
+  // llama.cpp's converter writes no add_space_prefix: its default (true) applies.
+  EXPECT_EQ(find_meta(f->metadata(), "tokenizer.ggml.add_space_prefix"), nullptr);
+  EXPECT_EQ(std::get<std::string>(*find_meta(f->metadata(), "tokenizer.ggml.model")), "llama");
   const auto& toks = std::get<std::shared_ptr<MetaArray>>(*find_meta(f->metadata(), "tokenizer.ggml.tokens"));
   EXPECT_EQ(toks->element_type, 8);
   ASSERT_EQ(toks->values.size(), 512u);

@@ -1,10 +1,11 @@
-// The Llama forward pass against the published figure for the bundled model: llama.cpp's perplexity tool gives
-// 4.90 on stories260K's evaluation tokens (context 128, BOS first, second half scored); see
-// examples/models/README.md.
+// The Llama forward pass against llama.cpp's figure for the bundled stories260K: its perplexity tool gives 3.5786 on
+// the bundled validation text (context 256, BOS first, second half scored; ../shared/data/models/llamacpp-refs.json).
 #include "qk/model/llama_model.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/model/sample.hpp"
 #include "qk/model/perplexity.hpp"
+#include "qk/model/text.hpp"
+#include "qk/model/tokenizer.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,8 +20,11 @@
 using namespace qk;
 
 namespace {
-std::filesystem::path model_path() { return qk::test::test_data("../../examples/models/stories260K-f32.gguf"); }
-std::filesystem::path tokens_path() { return qk::test::test_data("../../examples/models/stories260K.eval-tokens.i32"); }
+std::filesystem::path model_path() { return qk::test::bundled_model("stories260K"); }
+// The bundled validation text as llama.cpp's perplexity tool tokenizes it (BOS first).
+std::vector<int32_t> eval_tokens() {
+  return model::tokenize_file(model::Tokenizer::load(model_path()), qk::test::bundled_text());
+}
 }  // namespace
 
 TEST(Llama, LoadsTheBundledModel) {
@@ -35,18 +39,20 @@ TEST(Llama, LoadsTheBundledModel) {
 
 TEST(Llama, PerplexityMatchesLlamaCpp) {
   auto m = model::LlamaModel::load(model_path());
-  auto tokens = model::read_tokens(tokens_path());
-  ASSERT_EQ(tokens.size(), 5120u);
-  auto r = model::perplexity(m, tokens);
-  EXPECT_EQ(r.chunks, 40);
-  EXPECT_EQ(r.scored, 40 * 63);
-  EXPECT_NEAR(r.ppl, 4.90, 0.01);
+  auto tokens = eval_tokens();
+  ASSERT_EQ(tokens.size(), 39000u);  // llama.cpp's 38,999 ids and the BOS
+  model::PerplexityOptions o;
+  o.context = 256;
+  auto r = model::perplexity(m, tokens, o);
+  EXPECT_EQ(r.chunks, 152);
+  EXPECT_EQ(r.scored, 152 * 127);
+  EXPECT_NEAR(r.ppl, 3.5786, 0.005 * 3.5786);
 }
 
 TEST(Llama, ComparingAModelWithItselfCostsNothing) {
   auto m = model::LlamaModel::load(model_path());
   auto m2 = model::LlamaModel::load(model_path());
-  auto tokens = model::read_tokens(tokens_path());
+  auto tokens = eval_tokens();
   model::PerplexityOptions o;
   o.max_chunks = 4;
   auto c = model::compare(m, m2, tokens, o);

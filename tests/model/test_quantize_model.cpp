@@ -39,7 +39,7 @@ using qk::io::TensorInfo;
 #define QK_QTOOL ""
 #endif
 
-const fs::path kStories = fs::path(QK_TEST_DATA) / ".." / ".." / "examples" / "models" / "stories260K-f32.gguf";
+const fs::path kStories = qk::test::bundled_model("stories260K");
 
 using Result = qk::test::RunResult;
 

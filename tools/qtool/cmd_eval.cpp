@@ -1,4 +1,4 @@
-// `qtool eval A B [--calib X.npy] [--tensor NAME] [--json]`: per-tensor error of B against the reference A
+// `qtool eval A B [--calib X.npy] [--tensor NAME] [--json] [--tokens IDS.i32 | --text FILE [--ctx N]]`: per-tensor error of B against the reference A
 // (MSE, SQNR, cosine, max abs error), tensors matched by name across any mix of formats (dequantized as needed),
 // worst first (lowest SQNR), with totals. With --calib X ([tokens, in_features]) also the relative layer output
 // error E = ||X Wᵀ − X Ŵᵀ||²_F / ||X Wᵀ||²_F of every compared matrix with in_features columns.
@@ -29,7 +29,8 @@ namespace {
 struct EvalOptions {
   std::string a, b, calib, tensor;
   bool json = false;
-  ModelQualityOptions model;  // --tokens: perplexity / KL of both files as Llama models
+  ModelQualityOptions model;  // --tokens / --text: perplexity / KL of both files as Llama models
+  bool scores_model() const { return !model.tokens.empty() || !model.text.empty(); }
 };
 
 struct Row {
@@ -53,8 +54,8 @@ int run_eval(const EvalOptions& o) {
   using qk::formats::QuantizedCheckpoint;
   auto A = QuantizedCheckpoint::open(o.a);
   auto B = QuantizedCheckpoint::open(o.b);
-  if (!o.model.tokens.empty() && (A->quantized() || B->quantized()))
-    throw UsageError(fmt::format("--tokens loads GGUF/safetensors models; '{}' is a GPTQ or bitsandbytes checkpoint "
+  if (o.scores_model() && (A->quantized() || B->quantized()))
+    throw UsageError(fmt::format("--tokens/--text load GGUF/safetensors models; '{}' is a GPTQ or bitsandbytes checkpoint "
                                  "(convert it first: qtool quantize IN -o OUT.gguf --type f16)",
                                  A->quantized() ? o.a : o.b));
 
@@ -126,7 +127,7 @@ int run_eval(const EvalOptions& o) {
                                          : 10.0 * std::log10(sig / noise);
 
   std::optional<qk::model::CompareResult> quality;
-  if (!o.model.tokens.empty()) quality = model_quality(A->file(), B->file(), o.model);
+  if (o.scores_model()) quality = model_quality(A->file(), B->file(), o.model);
 
   if (o.json) {
     Json j;
@@ -207,11 +208,15 @@ void setup_eval(CLI::App& app, Runner& run) {
   sub->add_option("--tokens", o->model.tokens,
                   "int32 token ids: also load A and B as Llama models and compare perplexity, KL and top-1")
       ->check(CLI::ExistingFile);
-  sub->add_option("--ctx", o->model.context, "--tokens: chunk length (llama.cpp's perplexity chunking)")
+  sub->add_option("--text", o->model.text,
+                  "A text file (UTF-8): tokenized with A's vocabulary (BOS first), then scored as with --tokens")
+      ->check(CLI::ExistingFile)
+      ->excludes("--tokens");
+  sub->add_option("--ctx", o->model.context, "--tokens/--text: chunk length (llama.cpp's perplexity chunking)")
       ->check(CLI::Range(8, 1 << 16));
-  sub->add_option("--chunks", o->model.chunks, "--tokens: score at most this many chunks (0 = all)")
+  sub->add_option("--chunks", o->model.chunks, "--tokens/--text: score at most this many chunks (0 = all)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", o->model.threads, "--tokens: worker threads (0 = QK_NUM_THREADS or all cores)")
+  sub->add_option("--threads", o->model.threads, "--tokens/--text: worker threads (0 = QK_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
   sub->callback([&run, o] { run = [o] { return run_eval(*o); }; });
 }

@@ -36,7 +36,13 @@ void setup_quantize(CLI::App& app, Runner& run) {
                  ->check(CLI::ExistingFile);
   auto* cg = sub->add_flag("--calib-generate", o->calib_generate,
                            "Model mode: sample the calibration sequences from the input model itself (--calib-seed)");
+  auto* cx = sub->add_option("--calib-text", o->calib_text,
+                              "Model mode: calibration text (UTF-8), tokenized with the model's vocabulary; sequences "
+                              "of --calib-ctx tokens cut from it, each with BOS first")
+                 ->check(CLI::ExistingFile);
   ct->excludes(cg);
+  cx->excludes(ct);
+  cx->excludes(cg);
   sub->add_option("--calib-samples", o->calib_samples, "Model mode: calibration sequences (128)")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--calib-ctx", o->calib_ctx, "Model mode: tokens per calibration sequence (128; at most the model's context)")
       ->check(CLI::Range(2, 1 << 20));
@@ -59,8 +65,9 @@ void setup_quantize(CLI::App& app, Runner& run) {
   sub->add_flag("--json", o->json, "Print the summary as JSON");
   sub->callback([o, &run] {
     run = [o] {
-      if (!o->type && (!o->calib_tokens.empty() || o->calib_generate || !o->calib_save.empty()))
-        throw UsageError("--calib-tokens, --calib-generate and --calib-save belong to model mode (--type)");
+      if (!o->type &&
+          (!o->calib_tokens.empty() || !o->calib_text.empty() || o->calib_generate || !o->calib_save.empty()))
+        throw UsageError("--calib-tokens, --calib-text, --calib-generate and --calib-save belong to model mode (--type)");
       return o->type ? run_quantize_model(*o) : run_quantize_matrix(*o);
     };
   });

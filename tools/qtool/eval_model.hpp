@@ -1,6 +1,7 @@
 #pragma once
-// Model-level quality for `qtool eval --tokens`: both files are loaded as Llama models (any ggml types,
-// dequantized at load) and scored on the same token chunks as llama.cpp's perplexity tool does.
+// Model-level quality for `qtool eval --tokens / --text`: both files are loaded as Llama models (any ggml types,
+// dequantized at load) and scored on the same token chunks as llama.cpp's perplexity tool does; a text is
+// tokenized with A's vocabulary (qk/model/text.hpp).
 #include <string>
 
 #include <fmt/format.h>
@@ -9,11 +10,14 @@
 #include "qk/model/llama_model.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/model/perplexity.hpp"
+#include "qk/model/text.hpp"
+#include "qk/model/tokenizer.hpp"
 
 namespace qtool {
 
 struct ModelQualityOptions {
   std::string tokens;
+  std::string text;
   int context = 128;
   int chunks = 0;
   int threads = 0;
@@ -23,11 +27,12 @@ inline qk::model::CompareResult model_quality(const qk::io::TensorFile& a, const
                                              const ModelQualityOptions& o) {
   const auto base = qk::model::LlamaModel::load(a);
   const auto cand = qk::model::LlamaModel::load(b);
-  const auto tokens = qk::model::read_tokens(o.tokens);
   qk::model::PerplexityOptions p;
   p.context = o.context;
   p.max_chunks = o.chunks;
   p.threads = o.threads;
+  if (!o.text.empty()) return qk::model::compare_on_text(base, cand, qk::model::Tokenizer::from_gguf(a), o.text, p);
+  const auto tokens = qk::model::read_tokens(o.tokens);
   return qk::model::compare(base, cand, tokens, p);
 }
 

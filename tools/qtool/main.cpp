@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   qtool::setup_bench(app, run);
   qtool::setup_tokenize(app, run);
   qtool::setup_convert(app, run);
+  qtool::setup_generate(app, run);
 
   try {
     app.parse(argc, argv);

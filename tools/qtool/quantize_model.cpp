@@ -19,6 +19,7 @@
 #include "qk/formats/checkpoint.hpp"
 #include "qk/io/imatrix.hpp"
 #include "qk/io/tensor_file.hpp"
+#include "qk/model/tokenizer.hpp"
 #include "qk/pipeline/calibration.hpp"
 #include "qk/pipeline/plan.hpp"
 #include "qk/pipeline/quantize.hpp"
@@ -37,7 +38,9 @@ std::string lower(std::string s) {
   return s;
 }
 
-bool uses_tokens(const QuantizeOptions& o) { return !o.calib_tokens.empty() || o.calib_generate; }
+bool uses_tokens(const QuantizeOptions& o) {
+  return !o.calib_tokens.empty() || !o.calib_text.empty() || o.calib_generate;
+}
 
 bool same_file(const fs::path& a, const fs::path& b) {
   std::error_code ec;
@@ -54,7 +57,7 @@ QuantizeOptions with_default_calibration(QuantizeOptions o) {
     if (!o.quiet)
       fmt::print(stderr,
                  "qtool: no calibration given: using {} sequences of {} tokens sampled from the model "
-                 "(--calib-generate, seed {}); pass --calib-tokens FILE for your own text\n",
+                 "(--calib-generate, seed {}); pass --calib-text FILE for your own text\n",
                  o.calib_samples, o.calib_ctx, o.calib_seed);
   }
   return o;
@@ -77,18 +80,21 @@ void check_options(const QuantizeOptions& o, const pl::TargetType& target) {
     throw UsageError(fmt::format("--method {} needs a quantized --type, not {}", o.method, target.name));
   if (o.method != "rtn" && o.calib.empty() && !uses_tokens(o))
     throw UsageError(fmt::format(
-        "--method {} needs calibration data: --calib-tokens IDS.i32 or --calib-generate (Llama GGUF: the model's "
-        "own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
+        "--method {} needs calibration data: --calib-text FILE, --calib-tokens IDS.i32 or --calib-generate (Llama "
+        "GGUF: the model's own forward pass gives each layer's inputs), or --calib FILE (one [tokens, in_features] float matrix per "
         "linear layer, named after its weight); see docs/cli.md",
         o.method));
   if (!o.calib.empty() && uses_tokens(o))
-    throw UsageError("--calib (activations) and --calib-tokens/--calib-generate (tokens) exclude each other");
+    throw UsageError(
+        "--calib (activations) and --calib-text/--calib-tokens/--calib-generate (tokens) exclude each other");
   if (o.method == "rtn" && uses_tokens(o) && (target.kind != K::Ggml || !o.imatrix.empty()))
-    throw UsageError("--method rtn with --calib-tokens/--calib-generate computes the importance matrix of ggml block "
-                     "types: not with --imatrix, nor for other types");
+    throw UsageError("--method rtn with --calib-text/--calib-tokens/--calib-generate computes the importance matrix "
+                     "of ggml block types: not with --imatrix, nor for other types");
   if (o.awq_scales && (o.method != "awq" || !uses_tokens(o)))
-    throw UsageError("--awq-scales needs --method awq with --calib-tokens or --calib-generate (the model is run)");
-  if (!o.calib_save.empty() && !uses_tokens(o)) throw UsageError("--calib-save needs --calib-tokens or --calib-generate");
+    throw UsageError(
+        "--awq-scales needs --method awq with --calib-text, --calib-tokens or --calib-generate (the model is run)");
+  if (!o.calib_save.empty() && !uses_tokens(o))
+    throw UsageError("--calib-save needs --calib-text, --calib-tokens or --calib-generate");
   if (!o.imatrix.empty() && target.kind != K::Ggml)
     throw UsageError("--imatrix applies to ggml block types (q4_k, ...) only");
 }
@@ -189,7 +195,8 @@ int run_quantize_model(const QuantizeOptions& given) {
         fmt::format("'{}' exists (pass --force to overwrite it)", (out_path.parent_path() / "quantize_config.json").string()));
   if (!o.calib_save.empty()) {
     if (same_file(in_path, o.calib_save) || same_file(out_path, o.calib_save) ||
-        (!o.calib_tokens.empty() && same_file(o.calib_tokens, o.calib_save)))
+        (!o.calib_tokens.empty() && same_file(o.calib_tokens, o.calib_save)) ||
+        (!o.calib_text.empty() && same_file(o.calib_text, o.calib_save)))
       throw UsageError(fmt::format("--calib-save '{}' is the input or the output", o.calib_save));
     if (fs::exists(o.calib_save, ec) && !o.force)
       throw UsageError(fmt::format("--calib-save '{}' exists (pass --force to overwrite it)", o.calib_save));
@@ -214,6 +221,8 @@ int run_quantize_model(const QuantizeOptions& given) {
   const pl::SequenceShape shape{o.calib_samples, o.calib_ctx};
   if (!o.calib.empty()) calibration = std::make_unique<pl::ActivationFile>(o.calib);
   else if (!o.calib_tokens.empty()) calibration = std::make_unique<pl::TokenFile>(o.calib_tokens, shape);
+  else if (!o.calib_text.empty())
+    calibration = std::make_unique<pl::TextTokens>(o.calib_text, qk::model::Tokenizer::from_gguf(input->file()), shape);
   else if (o.calib_generate) calibration = std::make_unique<pl::GeneratedTokens>(shape, o.calib_seed, o.threads);
 
   // ---- the plan
@@ -254,6 +263,7 @@ int run_quantize_model(const QuantizeOptions& given) {
   wo.inputs = {in_path, input->weights_path()};
   if (!o.calib.empty()) wo.inputs.push_back(o.calib);
   if (!o.calib_tokens.empty()) wo.inputs.push_back(o.calib_tokens);
+  if (!o.calib_text.empty()) wo.inputs.push_back(o.calib_text);
   if (!o.imatrix.empty()) wo.inputs.push_back(o.imatrix);
   qk::gptq_hf::QuantizeConfig cfg;
   cfg.desc_act = o.method == "gptq" && o.act_order;

@@ -5,7 +5,7 @@
 //            [--act-order] [--static-groups] [--calib X.npy] [--alpha A] -o OUT [--dequantized OUT.npy]
 //  - model mode (a whole model file, --type names the output encoding):
 //      qtool quantize IN -o OUT --type q4_0|q4_k|q8_0|...|int4-g128|nf4 --method rtn|gptq|awq
-//            [--calib ACTS | --calib-tokens IDS.i32 | --calib-generate] [--calib-samples N] [--calib-ctx N]
+//            [--calib ACTS | --calib-tokens IDS.i32 | --calib-text FILE | --calib-generate] [--calib-samples N] [--calib-ctx N]
 //            [--calib-seed S] [--imatrix FILE] [--skip REGEX] [--threads N] [--quiet] [--force]
 // Mode: --type given -> model mode; otherwise matrix mode.
 #include <optional>
@@ -35,6 +35,7 @@ struct QuantizeOptions {
   std::optional<std::string> type;
   // calibration from tokens (Llama GGUF models): the model's own forward pass gives each layer's inputs
   std::string calib_tokens;     // int32 token ids
+  std::string calib_text;       // a text, tokenized with the model's vocabulary
   bool calib_generate = false;  // sample the calibration sequences from the input model
   int calib_samples = 128;      // sequences
   int calib_ctx = 128;          // tokens per sequence (at most the model's context length)

@@ -1,6 +1,7 @@
 #pragma once
 // Calibration sources: where the inputs of the layers come from when GPTQ, AWQ or an importance matrix needs them.
-//  - token sources (samples generated from the model, a token-id file; text once a tokenizer is at hand) give
+//  - token sources (samples generated from the model, a token-id file, a text file tokenized with the model's
+//    vocabulary) give
 //    sequences that the pipeline runs through the model block by block (ArchitectureAdapter);
 //  - an activation file gives each linear layer's input matrix directly ([tokens, in_features] per weight name,
 //    any tensor file), for models qk has no adapter for.
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "qk/io/tensor_file.hpp"
+#include "qk/model/tokenizer.hpp"
 #include "qk/pipeline/architecture.hpp"
 
 namespace qk::pipeline {
@@ -62,6 +64,22 @@ class TokenFile final : public TokenSource {
 
  private:
   std::filesystem::path path_;
+  SequenceShape shape_;
+};
+
+// Sequences cut from a text file tokenized with the model's vocabulary (qk/model/text.hpp text_sequences): the text
+// without BOS, cut into consecutive stretches of length - 1 ids, each with BOS put first. FormatError naming the file
+// for an empty file, invalid UTF-8, a character the vocabulary cannot spell, or a text that does not fill one
+// sequence; FormatError when the vocabulary's size is not the model's.
+class TextTokens final : public TokenSource {
+ public:
+  TextTokens(std::filesystem::path path, model::Tokenizer tokenizer, SequenceShape shape)
+      : path_(std::move(path)), tok_(std::move(tokenizer)), shape_(shape) {}
+  std::vector<std::vector<int32_t>> sequences(ArchitectureAdapter& model) override;
+
+ private:
+  std::filesystem::path path_;
+  model::Tokenizer tok_;
   SequenceShape shape_;
 };
 

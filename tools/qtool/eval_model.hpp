@@ -1,6 +1,7 @@
 #pragma once
 // Model-level quality for `qtool eval --tokens`: both files are loaded as Llama models (any ggml types,
 // dequantized at load) and scored on the same token chunks as llama.cpp's perplexity tool does.
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -23,7 +24,8 @@ inline qk::model::CompareResult model_quality(const qk::io::TensorFile& a, const
                                              const ModelQualityOptions& o) {
   const auto base = qk::model::LlamaModel::load(a);
   const auto cand = qk::model::LlamaModel::load(b);
-  const auto tokens = qk::model::read_tokens(o.tokens);
+  const auto tokens = qk::model::read_tokens(o.tokens, base.config().vocab, static_cast<size_t>(std::max(o.context, 0)),
+                                             fmt::format("one context of {} (--ctx)", o.context));
   qk::model::PerplexityOptions p;
   p.context = o.context;
   p.max_chunks = o.chunks;

@@ -354,21 +354,27 @@ void dequantize_row(Type t, const void* vx, int64_t n, float* y) {
   }
 }
 
-bool encoded_row_finite(Type t, const float* x, int64_t n, const void* y) {
-  // every scale of a block is at most about its largest |x|, so rows inside the fp16 range cannot overflow; only
-  // rows beyond it pay for a decode
-  float amax = 0;
-  for (int64_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
-  if (amax <= 65504.0f) return true;
-  std::vector<float> d(static_cast<size_t>(n));
-  dequantize_row(t, y, n, d.data());
-  float dmax = 0;
-  for (const float v : d) {
-    if (!std::isfinite(v)) return false;
-    dmax = std::max(dmax, std::fabs(v));
+bool encoded_row_finite(Type t, const float* x, int64_t n, const void* y) noexcept {
+  // Every scale of a block is at most about its largest |x|, so blocks inside the fp16 range cannot overflow; only
+  // blocks beyond it are decoded (one at a time, on the stack: nothing here allocates or throws).
+  const TypeInfo& ti = info(t);
+  const int64_t B = ti.block_elems;
+  float d[256];
+  if (B <= 0 || B > 256) return true;
+  for (int64_t b0 = 0; b0 + B <= n; b0 += B) {
+    float amax = 0;
+    for (int64_t j = 0; j < B; ++j) amax = std::max(amax, std::fabs(x[b0 + j]));
+    if (amax <= 65504.0f) continue;
+    dequantize_row(t, static_cast<const uint8_t*>(y) + b0 / B * ti.block_bytes, B, d);
+    float dmax = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      if (!std::isfinite(d[j])) return false;
+      dmax = std::max(dmax, std::fabs(d[j]));
+    }
+    // beyond the scales' range some encoders give up and write zeros (q3_K, q6_K at 1e38): as wrong as an Inf
+    if (dmax < 0.5f * amax) return false;
   }
-  // beyond the scales' range some encoders give up and write zeros (q3_K, q6_K at 1e38): as wrong as an Inf
-  return dmax >= 0.5f * amax;
+  return true;
 }
 
 }  // namespace detail

@@ -73,6 +73,7 @@ class MappedFile final : public TensorFile {
     path_ = std::move(path);
     base_ = base;
     size_ = size;
+    mapped_ = owns;
   }
   ~MappedFile() override {
     if (owns_ && base_) munmap(const_cast<std::byte*>(base_), size_);
@@ -193,6 +194,14 @@ const TensorInfo* TensorFile::find(std::string_view name) const {
 const TensorInfo& TensorFile::tensor(std::string_view name) const {
   if (const TensorInfo* t = find(name)) return *t;
   fail<FormatError>("{}: no tensor '{}'", path_.string(), name);
+}
+
+void TensorFile::release(std::span<const std::byte> b) const {
+  if (!mapped_ || b.empty() || b.data() < base_ || b.data() + b.size() > base_ + size_) return;
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const auto a = reinterpret_cast<uintptr_t>(b.data());
+  const uintptr_t begin = (a + page - 1) / page * page, end = (a + b.size()) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::span<const std::byte> TensorFile::bytes(const TensorInfo& t) const {

@@ -1,9 +1,6 @@
 // One Llama block: loading, views and the forward pass (qk/model/llama_layer.hpp).
 #include "qk/model/llama_layer.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -29,8 +26,11 @@ const io::TensorInfo& checked(const io::TensorFile& f, const std::string& name, 
   return *t;
 }
 
+// The tensor as float (a copy), its mapped pages given back: loading a block leaves only the copy resident.
 RowMatrixXf read_weight(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  RowMatrixXf m = formats::read_matrix(f, checked(f, name, rows, cols));
+  const io::TensorInfo& t = checked(f, name, rows, cols);
+  RowMatrixXf m = formats::read_matrix(f, t);
+  f.release(t);
   if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), name);
   return m;
 }
@@ -221,12 +221,7 @@ LayerView LayerLoader::acquire(int l) {
 }
 
 void LayerLoader::release() {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  for (const auto& b : mapped_) {
-    const auto a = reinterpret_cast<uintptr_t>(b.data());
-    const uintptr_t begin = (a + page - 1) / page * page, end = (a + b.size()) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-  }
+  for (const auto& b : mapped_) file_.release(b);
   mapped_.clear();
   storage_ = LlamaLayer();
 }
@@ -318,6 +313,8 @@ RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<con
       fail<InvalidArgument>("token id {} at position {} is outside the vocabulary of {}", id, t, cfg.vocab);
     formats::read_rows(f, e, id, 1, x.row(t).data());
   }
+  // The rows were copied: give the table's pages back (a tied table stays, it is read again as the output).
+  if (!cfg.tied_output) f.release(e);
   if (!x.allFinite()) fail<FormatError>("{}: tensor 'token_embd.weight' holds NaN or Inf", f.path().string());
   return x;
 }

@@ -13,6 +13,7 @@ RowMatrixXf read_checked(const io::TensorFile& f, const std::string& name, int64
   const io::TensorInfo* t = f.find(name);
   if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
   RowMatrixXf m = formats::read_matrix(f, *t);
+  f.release(*t);  // the float copy is what the model holds
   if (m.rows() != rows || m.cols() != cols)
     fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, m.rows(), m.cols(),
                       rows, cols);

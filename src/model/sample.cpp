@@ -57,6 +57,9 @@ class Streamed final : public Source {
     norm_ = formats::read_matrix(f, f.tensor("output_norm.weight"));
     if (norm_.size() != cfg.dim) fail<FormatError>("{}: tensor 'output_norm.weight' has {} values", f.path().string(), norm_.size());
   }
+  ~Streamed() override {
+    if (owned_output_.size() == 0) f_.release(f_.tensor(cfg_.tied_output ? "token_embd.weight" : "output.weight"));
+  }
   RowMatrixXf embed(std::span<const int32_t> tokens) override { return model::embed(f_, cfg_, tokens); }
   LayerView acquire(int layer) override { return loader_.acquire(layer); }
   void release() override { loader_.release(); }

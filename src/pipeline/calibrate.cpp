@@ -277,15 +277,29 @@ void CalibrationRun::run_block(int l) {
       // llama.cpp's importance matrix from the same inputs: mean x² per input column (its in_sum2 / count),
       // handed to ggml's importance-weighted encoder; one vector serves every weight of the group
       std::vector<float> imp;
+      if (std::any_of(members.begin(), members.end(), [](const TensorPlan* t) { return t->method == Method::RtnImatrix; })) {
+        const Eigen::VectorXf d = acc.gram_diagonal();
+        imp.resize(static_cast<size_t>(dim));
+        for (int64_t j = 0; j < dim; ++j)
+          imp[static_cast<size_t>(j)] = d[j] / static_cast<float>(std::max<int64_t>(1, acc.samples()));
+      }
+      // GPTQ's Hessian, made once for the group; the accumulator's sums go now (for an FFN down projection both are
+      // in² floats), and the last weight of the group consumes H in place.
+      Eigen::MatrixXf H;
+      int h_uses = 0;
+      if (gptq_stats) {
+        for (const TensorPlan* t : members)
+          if (t->method == Method::Gptq && !done_.count(t->name)) ++h_uses;
+        if (h_uses > 0) {
+          if (acc.samples() == 0) fail<NumericError>("{}: block {}: no calibration rows reached {}", in_.path().string(), l, group.input);
+          H = acc.hessian();
+          acc = HessianAccumulator(1);
+        }
+      }
+      auto take_h = [&]() { return --h_uses == 0 ? std::move(H) : Eigen::MatrixXf(H); };
       for (const TensorPlan* t : members) {
         const std::string& n = t->name;
         if (t->method == Method::RtnImatrix) {
-          if (imp.empty()) {
-            const Eigen::VectorXf d = acc.gram_diagonal();
-            imp.resize(static_cast<size_t>(dim));
-            for (int64_t j = 0; j < dim; ++j)
-              imp[static_cast<size_t>(j)] = d[j] / static_cast<float>(std::max<int64_t>(1, acc.samples()));
-          }
           const io::RowMatrixXf W = m.weight(n);
           const auto enc = with_context(
               in_, n, [&] { return ggml::quantize(t->block, W.data(), W.rows(), W.cols(), imp.data(), threads); });
@@ -300,13 +314,13 @@ void CalibrationRun::run_block(int l) {
         if (t->method != Method::Gptq && t->method != Method::Awq) continue;
         if (done_.count(n)) continue;  // done with the group
         const std::string w = where(in_, n);
-        const io::RowMatrixXf W = m.weight(n);
+        const io::RowMatrixXf& W = m.weight(n);  // replaced (set_weight) only once it was last read
         Done d;
         io::RowMatrixXf D;
         with_context(in_, n, [&] {
           if (t->action == Action::Ggml) {
             ggml::GgmlGrid grid(t->block);
-            if (gptq_stats) D = gptq(W, acc, grid, gptq_options(o_, false)).dequantized;
+            if (gptq_stats) D = gptq(W, take_h(), grid, gptq_options(o_, false)).dequantized;
             else D = awq(W, X, grid, awq_options(o_)).dequantized;
             const auto enc = grid.encode();
             if (enc.size() != t->bytes) fail<Error>("{}: encoder gave {} bytes, expected {}", w, enc.size(), t->bytes);
@@ -315,7 +329,7 @@ void CalibrationRun::run_block(int l) {
             const QuantScheme s = scheme_of(*t, plan_.sym);
             if (gptq_stats) {
               GptqResult info;
-              d.enc.ints = gptq_quantize(W, acc.hessian(), s, gptq_options(o_, true), &info);
+              d.enc.ints = gptq_quantize(W, take_h(), s, gptq_options(o_, true), &info);
               D = info.dequantized;
             } else {
               AwqResult info;

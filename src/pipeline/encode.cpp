@@ -1,8 +1,5 @@
 // Per-tensor encoding without a model run (src/pipeline/internal.hpp): copies, conversions, RTN onto ggml blocks,
 // integer codes and NF4, streamed in row chunks where the encoding allows; GPTQ/AWQ from activation files.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,14 +21,6 @@ namespace qk::pipeline::detail {
 namespace {
 
 constexpr int64_t kChunkFloats = int64_t{1} << 22;  // 16 MiB of floats per chunk
-
-// Releases the input pages of [p, p + n) from this process (they stay in the page cache).
-void release_pages(const std::byte* p, size_t n) {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t begin = (a + page - 1) / page * page, end = (a + n) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 }  // namespace
 
@@ -65,7 +54,7 @@ void RowReader::release(int64_t r0, int64_t n) const {
   const auto b = in_.file().bytes(t_.info);
   if (rows_ == 0) return;
   const size_t row_bytes = b.size() / static_cast<size_t>(rows_);
-  release_pages(b.data() + static_cast<size_t>(r0) * row_bytes, static_cast<size_t>(n) * row_bytes);
+  in_.file().release(b.subspan(static_cast<size_t>(r0) * row_bytes, static_cast<size_t>(n) * row_bytes));
 }
 
 io::RowMatrixXf RowReader::all() {

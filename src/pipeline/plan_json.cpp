@@ -140,7 +140,13 @@ Plan Plan::from_json(std::string_view json, const std::string& what) {
     }
     if (t.quantized() == (t.method == Method::None))
       tr.bad(fmt::format("method '{}' does not go with action '{}'", method_name(t.method), action));
-    finish(t, p.container);
+    if (t.action == Action::Ggml && t.cols() % ggml::info(t.block).block_elems != 0)
+      tr.bad(fmt::format("rows of {} do not hold blocks of {} ({})", t.cols(), ggml::info(t.block).block_elems, out));
+    try {
+      finish(t, p.container);
+    } catch (const Error& e) {
+      tr.bad(e.what());
+    }
     p.tensors.push_back(std::move(t));
   }
   return p;

@@ -99,6 +99,11 @@ class TensorFile {
   size_t file_size() const { return size_; }
   // The whole mapped file.
   std::span<const std::byte> data() const { return {base_, size_}; }
+  // Gives the mapped pages of `bytes` (a range inside data(), e.g. part of bytes(t)) back to the page cache: the
+  // process's resident memory drops, and a later read maps them again (from the cache, or the disk). Pages that the
+  // range only partly covers are kept. A no-op for buffers opened with open_memory.
+  void release(std::span<const std::byte> bytes) const;
+  void release(const TensorInfo& t) const { release(bytes(t)); }
 
  protected:
   std::filesystem::path path_;
@@ -106,6 +111,7 @@ class TensorFile {
   std::vector<MetaEntry> metadata_;
   const std::byte* base_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;  // base_ is this object's own mapping
 };
 
 // A float matrix from a file: the array of a .npy, or the tensor `name` of a safetensors/GGUF file

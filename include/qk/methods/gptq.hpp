@@ -136,6 +136,7 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
     damp = next;
   }
   res.damp = damp;
+  Hd = Eigen::MatrixXf();  // U is all the column loop needs: give back in² floats before Q is allocated
 
   Eigen::MatrixXf Q(rows, cols);
   double loss = 0;
@@ -242,12 +243,16 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, const HessianAccu
 }
 
 // GPTQ onto an integer scheme: the QuantizedTensor (with g_idx for act-order with dynamic groups).
-inline QuantizedTensor gptq_quantize(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::MatrixXf& H,
+inline QuantizedTensor gptq_quantize(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&& H,
                                      const QuantScheme& s, const GptqOptions& o = {}, GptqResult* info = nullptr) {
   IntGrid grid(s);
-  GptqResult r = gptq(W, H, grid, o);
+  GptqResult r = gptq(W, std::move(H), grid, o);
   if (info) *info = std::move(r);
   return grid.to_tensor();
+}
+inline QuantizedTensor gptq_quantize(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::MatrixXf& H,
+                                     const QuantScheme& s, const GptqOptions& o = {}, GptqResult* info = nullptr) {
+  return gptq_quantize(W, Eigen::MatrixXf(H), s, o, info);
 }
 
 }  // namespace qk

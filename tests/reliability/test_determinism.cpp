@@ -21,11 +21,11 @@ class CalibratedDeterminism : public Determinism, public ::testing::WithParamInt
 TEST_P(CalibratedDeterminism, SameBytesOnOneTwoAndThreeThreads) {
   const Case& c = GetParam();
   const fs::path m = dir_ / "m.gguf";
-  TinyLlama o;
+  TinyModel o;
   o.blocks = 2;
   o.hidden = 256;  // ffn_gate/up rows of 256: integer-grid GPTQ splits rows over threads; ffn_down's Hessian is big
                    // enough for the threaded rank-k update
-  write_tiny_llama(m, o);
+  write_tiny_model(m, o);
   std::vector<char> first;
   for (const int t : {1, 2, 3}) {
     const fs::path out = dir_ / fmt::format("{}-{}{}", c.name, t, c.ext);

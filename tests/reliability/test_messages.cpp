@@ -13,7 +13,7 @@ using Messages = ScratchTest;
 
 TEST_F(Messages, BadTokenFilesAreExit1NamingTheFileInEvalAndQuantize) {
   const fs::path m = dir_ / "m.gguf";
-  write_tiny_llama(m);
+  write_tiny_model(m);
   const fs::path oov = dir_ / "oov.i32", empty = dir_ / "empty.i32", shrt = dir_ / "short.i32", odd = dir_ / "odd.i32";
   write_token_file(oov, 256, 64, 1000);
   write_token_file(empty, 0);
@@ -35,7 +35,7 @@ TEST_F(Messages, BadTokenFilesAreExit1NamingTheFileInEvalAndQuantize) {
 TEST_F(Messages, ErrorsNameTheFileAndTensor) {
   // a method's error (GPTQ on a zero Hessian) in model mode names the model file and the tensor
   const fs::path m0 = dir_ / "m0.gguf", acts = dir_ / "acts.safetensors";
-  write_tiny_llama(m0);
+  write_tiny_model(m0);
   {
     io::SafetensorsWriter w(acts);
     w.add_tensor("blk.0.attn_q.weight", io::DType::F32, {16, 64});
@@ -51,7 +51,7 @@ TEST_F(Messages, ErrorsNameTheFileAndTensor) {
   // a block count that does not fit an int is printed as the file holds it
   const fs::path m = dir_ / "m.gguf";
   {
-    write_tiny_llama(m);
+    write_tiny_model(m);
     const auto f = io::TensorFile::open(m);
     io::GgufWriter g(dir_ / "big.gguf");
     g.copy_metadata(f->metadata());
@@ -85,12 +85,12 @@ TEST_F(Messages, AnExceptionInsideAParallelRegionIsAnErrorNotAnAbort) {
   }
   // the same in model mode, through the calibration run (q8_0 blocks and int4 groups)
   const fs::path m = dir_ / "m.gguf";
-  TinyLlama o;
+  TinyModel o;
   o.edit = [](const std::string& n, io::RowMatrixXf& mm) {
     if (n == "blk.0.attn_v.weight")
       for (int c = 0; c < mm.cols(); ++c) mm(7, c) = c % 2 ? 1e38f : -1e38f;
   };
-  write_tiny_llama(m, o);
+  write_tiny_model(m, o);
   for (const char* type : {"q8_0", "int4-g32"}) {
     const fs::path out = dir_ / (std::string(type) == "q8_0" ? "o.gguf" : "o");
     const auto r = qtool(fmt::format("quantize {} -o {} --type {} --method gptq --calib-generate --calib-samples 4 -q "

@@ -36,12 +36,12 @@ TEST_F(NonFinite, BlockScalesThatOverflowFp16AreRefusedNamingTensorAndRow) {
                         {"q3_k", 1e38f}, {"q4_k", 1e38f}, {"q5_k", 1e38f}, {"q6_k", 1e38f}, {"iq4_nl", 1e38f}};
   for (const auto& c : cases) {
     const fs::path in = dir_ / fmt::format("in-{}.gguf", c.type), out = dir_ / fmt::format("out-{}.gguf", c.type);
-    TinyLlama o;
+    TinyModel o;
     o.dim = o.hidden = 256;
     o.edit = [&](const std::string& n, io::RowMatrixXf& m) {
       if (n == "blk.0.attn_q.weight") m(3, 5) = c.value;
     };
-    write_tiny_llama(in, o);
+    write_tiny_model(in, o);
     const auto r = qtool(fmt::format("quantize {} -o {} --type {} -q", q(in), q(out), c.type));
     EXPECT_EQ(r.code, 1) << c.type << ": " << r.err;
     EXPECT_NE(r.err.find("blk.0.attn_q.weight"), std::string::npos) << c.type << ": " << r.err;
@@ -79,11 +79,11 @@ TEST_F(NonFinite, EveryTensorPathRefusesNaNAndOverflow) {
     const fs::path in = dir_ / fmt::format("in{}.gguf", i);
     const std::string ext = std::string(c.type).rfind("int", 0) == 0 ? "" : (std::string(c.type) == "nf4" ? ".safetensors" : ".gguf");
     const fs::path out = dir_ / fmt::format("out{}{}", i++, ext);
-    TinyLlama o;
+    TinyModel o;
     o.edit = [&](const std::string& n, io::RowMatrixXf& m) {
       if (n == c.tensor) m(0, 1) = c.value;
     };
-    write_tiny_llama(in, o);
+    write_tiny_model(in, o);
     const auto r = qtool(fmt::format("quantize {} -o {} --type {} -q", q(in), q(out), c.type));
     const std::string what = fmt::format("{} = {} with --type {}", c.tensor, c.value, c.type);
     EXPECT_EQ(r.code, 1) << what << ": " << r.err;
@@ -141,10 +141,10 @@ TEST_F(NonFinite, CalibrationThatCarriesNothingIsRefused) {
 
 TEST_F(NonFinite, EvalOfAModelThatCannotBeFiniteIsAnError) {
   const fs::path a = dir_ / "a.gguf", b = dir_ / "b.gguf", ids = dir_ / "ids.i32";
-  write_tiny_llama(a);
-  TinyLlama o;
+  write_tiny_model(a);
+  TinyModel o;
   o.eps = -1.0f;
-  write_tiny_llama(b, o);
+  write_tiny_model(b, o);
   write_token_file(ids, 128);
   const auto r = qtool(fmt::format("eval {} {} --tokens {} --ctx 32", q(a), q(b), q(ids)));
   EXPECT_EQ(r.code, 1) << r.out << r.err;

@@ -25,7 +25,7 @@ class Outputs : public ScratchTest {
     ScratchTest::SetUp();
     if (IsSkipped()) return;
     model_ = dir_ / "m.gguf";
-    write_tiny_llama(model_);
+    write_tiny_model(model_);
   }
   fs::path model_;
 };

@@ -1,7 +1,8 @@
 #pragma once
 // Helpers of the reliability tests: a scratch directory, qtool runs inside it, and a tiny Llama GGUF written by the
 // test itself (one block, rows of 64, so q4_0/q8_0 blocks fit; ffn_down's rows are 128) with hooks to plant
-// hostile values (a huge weight, a NaN in a norm, a negative norm epsilon).
+// hostile values (a huge weight, a NaN in a norm, a negative norm epsilon). tests/pipeline/tiny_llama.hpp is the
+// plain generator of the pipeline tests; this one is separate for the edit hook and the qtool scratch fixture.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,14 +29,14 @@ namespace qk::test {
 
 namespace fs = std::filesystem;
 
-struct TinyLlama {
+struct TinyModel {
   int dim = 64, hidden = 128, vocab = 64, blocks = 1, heads = 4, context = 32;
   float eps = 1e-5f;
   // called on every tensor before it is written: plant values here
   std::function<void(const std::string& name, io::RowMatrixXf& m)> edit;
 };
 
-inline void write_tiny_llama(const fs::path& p, const TinyLlama& o = {}) {
+inline void write_tiny_model(const fs::path& p, const TinyModel& o = {}) {
   std::vector<std::pair<std::string, io::RowMatrixXf>> t;
   uint64_t seed = 1;
   auto add = [&](const std::string& n, int r, int c, float s, bool norm = false) {

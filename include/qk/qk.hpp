@@ -17,6 +17,7 @@
 #include "qk/util/atomic_file.hpp"
 #include "qk/util/isa.hpp"
 #include "qk/util/json_writer.hpp"
+#include "qk/util/temporaries.hpp"
 
 #include "qk/calib/calib.hpp"
 #include "qk/calib/entropy.hpp"

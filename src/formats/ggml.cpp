@@ -16,6 +16,7 @@
 #include "ggml_internal.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/detail/omp.hpp"
 #include "qk/io/gguf.hpp"
 
 namespace qk::ggml {
@@ -353,6 +354,29 @@ void dequantize_row(Type t, const void* vx, int64_t n, float* y) {
   }
 }
 
+bool encoded_row_finite(Type t, const float* x, int64_t n, const void* y) noexcept {
+  // Every scale of a block is at most about its largest |x|, so blocks inside the fp16 range cannot overflow; only
+  // blocks beyond it are decoded (one at a time, on the stack: nothing here allocates or throws).
+  const TypeInfo& ti = info(t);
+  const int64_t B = ti.block_elems;
+  float d[256];
+  if (B <= 0 || B > 256) return true;
+  for (int64_t b0 = 0; b0 + B <= n; b0 += B) {
+    float amax = 0;
+    for (int64_t j = 0; j < B; ++j) amax = std::max(amax, std::fabs(x[b0 + j]));
+    if (amax <= 65504.0f) continue;
+    dequantize_row(t, static_cast<const uint8_t*>(y) + b0 / B * ti.block_bytes, B, d);
+    float dmax = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      if (!std::isfinite(d[j])) return false;
+      dmax = std::max(dmax, std::fabs(d[j]));
+    }
+    // beyond the scales' range some encoders give up and write zeros (q3_K, q6_K at 1e38): as wrong as an Inf
+    if (dmax < 0.5f * amax) return false;
+  }
+  return true;
+}
+
 }  // namespace detail
 
 void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* dst, const float* importance,
@@ -371,7 +395,8 @@ void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* d
   const int nt = resolve_threads(threads);
   // Work per row varies little; small problems stay on one thread.
   const bool parallel = nt > 1 && rows > 1 && rows * cols >= (int64_t{1} << 15);
-  std::atomic<int64_t> bad{-1};
+  std::atomic<int64_t> bad{-1}, overflow{-1};
+  qk::detail::FirstException errors;  // nothing may leave the region (qk/detail/omp.hpp)
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = src + r * cols;
@@ -382,13 +407,27 @@ void quantize_rows(Type t, const float* src, int64_t rows, int64_t cols, void* d
       bad.compare_exchange_strong(expected, r);
       continue;
     }
-    detail::quantize_row(t, x, cols, static_cast<uint8_t*>(dst) + r * rs, qw);
+    errors.run([&] {
+      uint8_t* y = static_cast<uint8_t*>(dst) + r * rs;
+      detail::quantize_row(t, x, cols, y, qw);
+      if (!detail::encoded_row_finite(t, x, cols, y)) {
+        int64_t expected = -1;
+        overflow.compare_exchange_strong(expected, r);
+      }
+    });
   }
+  errors.rethrow();
   if (const int64_t r = bad.load(); r >= 0) {
     const float* x = src + r * cols;
     int64_t j = 0;
     while (j < cols && std::isfinite(x[j])) ++j;
     fail<NumericError>("ggml {}: non-finite value {} at row {}, column {}", ti.name, x[j], r, j);
+  }
+  if (const int64_t r = overflow.load(); r >= 0) {
+    float amax = 0;
+    for (int64_t j = 0; j < cols; ++j) amax = std::max(amax, std::fabs(src[r * cols + j]));
+    fail<NumericError>("ggml {}: row {}: weights up to {} are beyond what the type's fp16 scales can encode", ti.name,
+                       r, amax);
   }
 }
 
@@ -408,7 +447,7 @@ void dequantize_rows(Type t, const void* src, int64_t rows, int64_t cols, float*
   const int nt = resolve_threads(threads);
   const bool parallel = nt > 1 && rows > 1 && rows * cols >= (int64_t{1} << 18);
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows; ++r)  // the decoders throw nothing (types and shapes were checked)
     detail::dequantize_row(t, static_cast<const uint8_t*>(src) + r * rs, cols, dst + r * cols);
 }
 

@@ -15,6 +15,7 @@
 // Bit-exactness with ggml needs every a*b+c rounded twice, as ggml's baseline build does: CMake compiles the
 // ggml sources with -ffp-contract=off so FMA-enabled builds (-march=native) cannot fuse them.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -233,8 +234,9 @@ void GgmlGrid::fit(int64_t c0, const Eigen::Ref<const Eigen::MatrixXf>& W, const
   const int64_t bb = ti.block_bytes;
   const bool parallel = rows_ > 1 && rows_ * B >= (int64_t{1} << 15);
   const int nt = resolve_threads(0);
+  std::atomic<int64_t> overflow{-1};
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
-  for (int64_t r = 0; r < rows_; ++r) {
+  for (int64_t r = 0; r < rows_; ++r) {  // the encoders throw nothing
     float x[QK_K];
     for (int64_t j = 0; j < B; ++j) x[j] = W(r, j);
     uint8_t* blockp = bytes_.data() + r * row_bytes_ + blk * bb;
@@ -348,7 +350,16 @@ void GgmlGrid::fit(int64_t c0, const Eigen::Ref<const Eigen::MatrixXf>& W, const
       a_[p0] = aux.id;
       b_[p0] = aux.mn;
     }
+    // a finite block beyond what fp16 scales hold gives an Inf scale (or zeros): never encode that silently
+    if (!detail::encoded_row_finite(type_, x, B, blockp)) {
+      int64_t expected = -1;
+      overflow.compare_exchange_strong(expected, r);
+    }
   }
+  if (const int64_t r = overflow.load(); r >= 0)
+    fail<NumericError>("GgmlGrid {}: row {}: weights up to {} in columns [{}, {}) are beyond what the type's fp16 "
+                       "scales can encode",
+                       ti.name, r, W.row(r).cwiseAbs().maxCoeff(), c0, c0 + B);
   fitted_[static_cast<size_t>(blk)] = 1;
 }
 

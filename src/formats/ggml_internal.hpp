@@ -65,6 +65,10 @@ void search_sym_lanes(int nmax, const float* x, int8_t* L, const float* qw, floa
 // One row (n a multiple of the block), importance optional (n weights).
 void quantize_row(Type t, const float* x, int64_t n, void* y, const float* importance);
 void dequantize_row(Type t, const void* x, int64_t n, float* y);
+// False when the encoded row y of x does not hold x: it decodes to a non-finite value (a block scale beyond fp16)
+// or a block's largest weight lost more than half its magnitude. Cheap for blocks whose |x| stay inside the fp16
+// range; allocates nothing and never throws (it runs inside parallel regions).
+bool encoded_row_finite(Type t, const float* x, int64_t n, const void* y) noexcept;
 
 // Index of the nearest entry of a sorted 16-entry table; between two entries the lower one unless the upper is
 // strictly closer (ggml-quants.c best_index_int8). ggml bisects; counting the entries not above x finds the same

@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "internal.hpp"
+#include "qk/detail/omp.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
 #include "qk/core/threads.hpp"
@@ -52,12 +53,16 @@ void parallel_tiles(int64_t m, int64_t tiles, int64_t k, int threads, F&& f) {
   const bool by_tiles = tiles >= nt || tiles >= m;
   const int64_t units = by_tiles ? tiles : m;
   const int parts = static_cast<int>(std::min<int64_t>(nt, units));
+  qk::detail::FirstException errors;  // nothing may leave the region (qk/detail/omp.hpp)
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int i = 0; i < parts; ++i) {
     const int64_t b = units * i / parts, e = units * (i + 1) / parts;
-    if (by_tiles) f(int64_t{0}, m, b, e);
-    else f(b, e, int64_t{0}, tiles);
+    errors.run([&] {
+      if (by_tiles) f(int64_t{0}, m, b, e);
+      else f(b, e, int64_t{0}, tiles);
+    });
   }
+  errors.rethrow();
 }
 
 void check_rows(const char* what, int64_t m, int64_t ld, int64_t width, const void* p) {

@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "qk/detail/omp.hpp"
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
 #include "qk/util/isa.hpp"
@@ -225,6 +226,7 @@ void ssyrk_lower(int64_t n, int64_t k, float alpha, SgemmView A, float beta, Sge
   int nt = resolve_threads(threads);
   if (omp_in_parallel() || static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(k) < double(1 << 22))
     nt = 1;
+  // the region packs and runs micro-kernels into buffers allocated above: nothing in it throws
 #pragma omp parallel num_threads(nt)
   {
     alignas(64) float tile[32 * 16];
@@ -309,20 +311,24 @@ void sgemm(int64_t m, int64_t n, int64_t k, float alpha, SgemmView A, SgemmView 
   const int64_t unit = by_cols ? K.nr : K.mr;
   const int64_t units = ((by_cols ? n : m) + unit - 1) / unit;
   const int parts = static_cast<int>(std::min<int64_t>(nt, units));
+  qk::detail::FirstException errors;  // serial() allocates its packing buffers: nothing may leave the region
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int t = 0; t < parts; ++t) {
     const int64_t b = units * t / parts * unit, e = std::min(units * (t + 1) / parts * unit, by_cols ? n : m);
     if (e <= b) continue;
-    if (by_cols) {
-      SgemmView Bt{B.p + b * B.cs, B.rs, B.cs};
-      SgemmMutView Ct{C.p + b * C.cs, C.rs, C.cs};
-      serial(K, m, e - b, k, alpha, A, Bt, beta, Ct, tri, 0, b);
-    } else {
-      SgemmView At{A.p + b * A.rs, A.rs, A.cs};
-      SgemmMutView Ct{C.p + b * C.rs, C.rs, C.cs};
-      serial(K, e - b, n, k, alpha, At, B, beta, Ct, tri, b, 0);
-    }
+    errors.run([&] {
+      if (by_cols) {
+        SgemmView Bt{B.p + b * B.cs, B.rs, B.cs};
+        SgemmMutView Ct{C.p + b * C.cs, C.rs, C.cs};
+        serial(K, m, e - b, k, alpha, A, Bt, beta, Ct, tri, 0, b);
+      } else {
+        SgemmView At{A.p + b * A.rs, A.rs, A.cs};
+        SgemmMutView Ct{C.p + b * C.rs, C.rs, C.cs};
+        serial(K, e - b, n, k, alpha, At, B, beta, Ct, tri, b, 0);
+      }
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace qk::linalg

@@ -8,6 +8,7 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
+#include "qk/detail/omp.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/formats/tensor_values.hpp"
 #include "qk/linalg/sgemm.hpp"
@@ -283,8 +284,9 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
   rope(q, cfg.head_dim(), cfg.rope_theta, pos, 0);
   rope(k, cfg.head_dim(), cfg.rope_theta, pos, 0);
   RowMatrixXf att(S, cfg.dim);
+  qk::detail::FirstException errors;  // shapes were checked; an allocation may still fail inside the region
 #pragma omp parallel for schedule(static) num_threads(std::max(1, threads))
-  for (Eigen::Index s = 0; s < S; ++s) {  // shapes were checked: nothing here throws
+  for (Eigen::Index s = 0; s < S; ++s) errors.run([&] {
     RowMatrixXf& K = kc[static_cast<size_t>(s)];
     RowMatrixXf& V = vc[static_cast<size_t>(s)];
     K.conservativeResize(pos + 1, cfg.kv_dim());
@@ -295,7 +297,8 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
     RowMatrixXf as(1, cfg.dim);
     attend(cfg, qs, K, V, pos, 0, as);
     att.row(s) = as;
-  }
+  });
+  errors.rethrow();
   linear(x, att, w.wo, cfg.dim, w.round_o, 1.0f, threads);
   ffn(cfg, w, 0, x, nullptr, threads);
 }

@@ -10,6 +10,7 @@
 
 #include "qk/core/error.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/detail/omp.hpp"
 
 namespace qk::model {
 namespace {
@@ -60,11 +61,11 @@ CompareResult compare(const LlamaModel& base, const LlamaModel& cand, std::span<
   std::vector<double> nll_b(static_cast<size_t>(p.chunks)), nll_c(static_cast<size_t>(p.chunks)),
       kld(static_cast<size_t>(p.chunks)), agree(static_cast<size_t>(p.chunks));
   const int threads = resolve_threads(o.threads);
-  // Chunks are independent; errors are collected and rethrown outside the parallel region.
-  std::string error;
+  // Chunks are independent; the first error is rethrown outside the parallel region (qk/detail/omp.hpp).
+  qk::detail::FirstException errors;
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (int c = 0; c < p.chunks; ++c) {
-    try {
+    errors.run([&] {
       const std::vector<int32_t> t = chunk_tokens(tokens, p, c, o.bos);
       const RowMatrixXf lb = base.forward(t);
       const RowMatrixXf lc = same ? RowMatrixXf() : cand.forward(t);
@@ -91,12 +92,9 @@ CompareResult compare(const LlamaModel& base, const LlamaModel& cand, std::span<
       nll_c[static_cast<size_t>(c)] = same ? sb : sc;
       kld[static_cast<size_t>(c)] = sk;
       agree[static_cast<size_t>(c)] = same ? p.context - 1 - p.first : sa;
-    } catch (const std::exception& e) {
-#pragma omp critical
-      if (error.empty()) error = e.what();
-    }
+    });
   }
-  if (!error.empty()) throw InvalidArgument(error);
+  errors.rethrow();
   const int64_t n = static_cast<int64_t>(p.chunks) * (p.context - 1 - p.first);
   auto total = [](const std::vector<double>& v) {
     double s = 0;
@@ -113,6 +111,13 @@ CompareResult compare(const LlamaModel& base, const LlamaModel& cand, std::span<
   r.candidate.ppl = std::exp(r.candidate.nll);
   r.kld = total(kld) / static_cast<double>(n);
   r.top1_agree = total(agree) / static_cast<double>(n);
+  // a NaN perplexity is no result: say which model's forward pass broke down
+  if (!std::isfinite(r.base.nll))
+    fail<NumericError>("perplexity: the reference model's log-likelihood is {} (its forward pass gives NaN or Inf)",
+                       r.base.nll);
+  if (!std::isfinite(r.candidate.nll) || !std::isfinite(r.kld))
+    fail<NumericError>("perplexity: the candidate model's log-likelihood is {} (its forward pass gives NaN or Inf)",
+                       r.candidate.nll);
   return r;
 }
 

@@ -26,4 +26,17 @@ std::vector<int32_t> read_tokens(const std::filesystem::path& path) {
   return t;
 }
 
+std::vector<int32_t> read_tokens(const std::filesystem::path& path, int vocab, size_t min_count,
+                                 const std::string& what) {
+  std::vector<int32_t> t = read_tokens(path);
+  if (t.empty()) fail<FormatError>("{}: the token file is empty", path.string());
+  if (t.size() < min_count)
+    fail<FormatError>("{}: {} token ids do not fill {}", path.string(), t.size(), what);
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i] < 0 || t[i] >= vocab)
+      fail<FormatError>("{}: token id {} at index {} is outside the model's vocabulary of {}", path.string(), t[i], i,
+                        vocab);
+  return t;
+}
+
 }  // namespace qk::model

@@ -14,6 +14,7 @@
 #include "qk/core/error.hpp"
 #include "qk/core/half.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/detail/omp.hpp"
 #include "qk/formats/ggml.hpp"
 #include "qk/methods/awq.hpp"
 #include "qk/methods/awq_search.hpp"
@@ -210,11 +211,14 @@ void CalibrationRun::run_block(int l) {
         const size_t nsub = std::min<size_t>(xs_.size(), 32);
         std::vector<io::RowMatrixXf> ref(nsub);
         // sequences in parallel, as above (the pass only reads the block; shapes were checked)
+        qk::detail::FirstException errors;
 #pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t si = 0; si < nsub; ++si) {
-          ref[si] = xs_[si * xs_.size() / nsub];
-          m.forward(ref[si]);
-        }
+        for (size_t si = 0; si < nsub; ++si)
+          errors.run([&] {
+            ref[si] = xs_[si * xs_.size() / nsub];
+            m.forward(ref[si]);
+          });
+        errors.rethrow();
         const auto score = [&](const RowMatrixXf& D) {
           int64_t rr = 0;
           for (const TensorPlan* t : members) {
@@ -222,12 +226,15 @@ void CalibrationRun::run_block(int l) {
             rr += t->rows();
           }
           std::vector<double> losses(nsub);  // summed in order below: the choice repeats exactly
+          qk::detail::FirstException score_errors;
 #pragma omp parallel for schedule(static) num_threads(threads)
-          for (size_t si = 0; si < nsub; ++si) {
-            io::RowMatrixXf y = xs_[si * xs_.size() / nsub];
-            m.forward(y);
-            losses[si] = (y - ref[si]).cast<double>().squaredNorm();
-          }
+          for (size_t si = 0; si < nsub; ++si)
+            score_errors.run([&] {
+              io::RowMatrixXf y = xs_[si * xs_.size() / nsub];
+              m.forward(y);
+              losses[si] = (y - ref[si]).cast<double>().squaredNorm();
+            });
+          score_errors.rethrow();
           double loss = 0;
           for (double v : losses) loss += v;
           return loss;
@@ -294,7 +301,8 @@ void CalibrationRun::run_block(int l) {
         const std::string& n = t->name;
         if (t->method == Method::RtnImatrix) {
           const io::RowMatrixXf W = m.weight(n);
-          const auto enc = ggml::quantize(t->block, W.data(), W.rows(), W.cols(), imp.data(), threads);
+          const auto enc = with_context(
+              in_, n, [&] { return ggml::quantize(t->block, W.data(), W.rows(), W.cols(), imp.data(), threads); });
           io::RowMatrixXf D(W.rows(), W.cols());
           ggml::dequantize_rows(t->block, enc.data(), W.rows(), W.cols(), D.data(), threads);
           Done d{from_bytes(enc), {}};
@@ -309,27 +317,29 @@ void CalibrationRun::run_block(int l) {
         const io::RowMatrixXf& W = m.weight(n);  // replaced (set_weight) only once it was last read
         Done d;
         io::RowMatrixXf D;
-        if (t->action == Action::Ggml) {
-          ggml::GgmlGrid grid(t->block);
-          if (gptq_stats) D = gptq(W, take_h(), grid, gptq_options(o_, false)).dequantized;
-          else D = awq(W, X, grid, awq_options(o_)).dequantized;
-          const auto enc = grid.encode();
-          if (enc.size() != t->bytes) fail<Error>("{}: encoder gave {} bytes, expected {}", w, enc.size(), t->bytes);
-          d.enc = from_bytes(enc);
-        } else if (t->action == Action::Int) {
-          const QuantScheme s = scheme_of(*t, plan_.sym);
-          if (gptq_stats) {
-            GptqResult info;
-            d.enc.ints = gptq_quantize(W, take_h(), s, gptq_options(o_, true), &info);
-            D = info.dequantized;
+        with_context(in_, n, [&] {
+          if (t->action == Action::Ggml) {
+            ggml::GgmlGrid grid(t->block);
+            if (gptq_stats) D = gptq(W, take_h(), grid, gptq_options(o_, false)).dequantized;
+            else D = awq(W, X, grid, awq_options(o_)).dequantized;
+            const auto enc = grid.encode();
+            if (enc.size() != t->bytes) fail<Error>("{}: encoder gave {} bytes, expected {}", w, enc.size(), t->bytes);
+            d.enc = from_bytes(enc);
+          } else if (t->action == Action::Int) {
+            const QuantScheme s = scheme_of(*t, plan_.sym);
+            if (gptq_stats) {
+              GptqResult info;
+              d.enc.ints = gptq_quantize(W, take_h(), s, gptq_options(o_, true), &info);
+              D = info.dequantized;
+            } else {
+              AwqResult info;
+              d.enc.ints = awq_quantize(W, X, s, awq_options(o_), &info);
+              D = info.dequantized;
+            }
           } else {
-            AwqResult info;
-            d.enc.ints = awq_quantize(W, X, s, awq_options(o_), &info);
-            D = info.dequantized;
+            fail<InvalidArgument>("{}: {} has no {} path", w, t->out_type, method_name(t->method));
           }
-        } else {
-          fail<InvalidArgument>("{}: {} has no {} path", w, t->out_type, method_name(t->method));
-        }
+        });
         d.err.add(W.data(), D.data(), W.size());
         done_[n] = std::move(d);
         m.set_weight(n, D);
@@ -344,11 +354,15 @@ void CalibrationRun::run_block(int l) {
         if (imx != o_.imatrix->end() && static_cast<int64_t>(imx->second.size()) == t->cols())
           importance = imx->second.data();
       }
-      m.set_weight(t->name, effective_weight(*t, m.weight(t->name), importance, threads));
+      m.set_weight(t->name, with_context(in_, t->name, [&] {
+                     return effective_weight(*t, m.weight(t->name), importance, threads);
+                   }));
     }
   }
+  qk::detail::FirstException errors;  // shapes were checked; still, nothing may leave the region
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (size_t si = 0; si < xs_.size(); ++si) m.forward(xs_[si]);  // throws nothing: shapes were checked
+  for (size_t si = 0; si < xs_.size(); ++si) errors.run([&] { m.forward(xs_[si]); });
+  errors.rethrow();
   m.release_block();
 }
 

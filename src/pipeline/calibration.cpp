@@ -44,15 +44,10 @@ std::vector<std::vector<int32_t>> GeneratedTokens::sequences(ArchitectureAdapter
 
 std::vector<std::vector<int32_t>> TokenFile::sequences(ArchitectureAdapter& model) {
   const int length = sequence_length(shape_, model);
-  std::vector<int32_t> all = model::read_tokens(path_);
+  std::vector<int32_t> all =
+      model::read_tokens(path_, model.vocab(), static_cast<size_t>(length),
+                         fmt::format("one calibration sequence of {} (--calib-ctx)", length));
   const size_t n = all.size() / static_cast<size_t>(length);
-  if (n == 0)
-    fail<FormatError>("{}: {} token ids do not fill one calibration sequence of {} (--calib-ctx)", path_.string(),
-                      all.size(), length);
-  for (size_t i = 0; i < all.size(); ++i)
-    if (all[i] < 0 || all[i] >= model.vocab())
-      fail<FormatError>("{}: token id {} at index {} is outside the model's vocabulary of {}", path_.string(), all[i],
-                        i, model.vocab());
   all.resize(std::min(n, static_cast<size_t>(shape_.samples)) * static_cast<size_t>(length));
   description_ = fmt::format("{} sequences of {} tokens from {}", all.size() / static_cast<size_t>(length), length,
                              path_.string());

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "qk/core/error.hpp"
 #include "qk/formats/checkpoint.hpp"
 #include "qk/methods/awq.hpp"
 #include "qk/pipeline/architecture.hpp"
@@ -23,6 +24,19 @@ std::unique_ptr<ArchitectureAdapter> runnable_model(const formats::QuantizedChec
 
 // "<file>: tensor '<name>'", the prefix of every message about a tensor.
 std::string where(const formats::QuantizedCheckpoint& in, const std::string& tensor);
+
+// Runs f; a qk::Error from it that does not already name the input file is rethrown, of the same kind, as
+// "<file>: tensor '<name>': <message>", so a method's message (GPTQ, a grid) says where it happened.
+void rethrow_with_context(const formats::QuantizedCheckpoint& in, const std::string& tensor);
+template <typename F>
+auto with_context(const formats::QuantizedCheckpoint& in, const std::string& tensor, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error&) {
+    rethrow_with_context(in, tensor);
+    throw;  // not reached
+  }
+}
 
 // Float rows of one logical tensor of the input: plain and ggml tensors row range by row range straight from the
 // mapping (pages given back with release()); quantized checkpoint layers decoded whole on first use.

@@ -1,5 +1,6 @@
 // quantize_model and coverage (qk/pipeline/quantize.hpp): the plan carried out tensor by tensor in plan order.
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -9,6 +10,7 @@
 #include "qk/formats/ggml.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/pipeline/quantize.hpp"
+#include "qk/util/atomic_file.hpp"
 
 namespace qk::pipeline {
 
@@ -21,6 +23,28 @@ int Report::fallbacks() const {
 double Report::bits_per_weight() const {
   return quantized_weights ? 8.0 * static_cast<double>(quantized_bytes) / static_cast<double>(quantized_weights) : 0.0;
 }
+
+namespace detail {
+
+void rethrow_with_context(const formats::QuantizedCheckpoint& in, const std::string& tensor) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    const std::string file = in.path().string();
+    const std::string m = e.what();
+    if (m.rfind(file, 0) == 0) throw;
+    const std::string msg = fmt::format("{}: {}", where(in, tensor), m);
+    if (dynamic_cast<const NumericError*>(&e)) throw NumericError(msg);
+    if (dynamic_cast<const ShapeError*>(&e)) throw ShapeError(msg);
+    if (dynamic_cast<const FormatError*>(&e)) throw FormatError(msg);
+    if (dynamic_cast<const IoError*>(&e)) throw IoError(msg);
+    if (dynamic_cast<const Cancelled*>(&e)) throw;
+    if (dynamic_cast<const InvalidArgument*>(&e)) throw InvalidArgument(msg);
+    throw Error(msg);
+  }
+}
+
+}  // namespace detail
 
 Coverage coverage(const formats::QuantizedCheckpoint& input, const CalibrationSource* calibration,
                   const std::map<std::string, std::vector<float>>* imatrix) {
@@ -84,7 +108,8 @@ Report quantize_model(const formats::QuantizedCheckpoint& input, const Plan& pla
     if (run && run->produces(t.name)) {
       e = run->take(t.name, errp);
     } else if ((t.method == Method::Gptq || t.method == Method::Awq) && acts) {
-      e = detail::encode_with_activations(input, t, plan, *acts, o, errp);
+      e = detail::with_context(input, t.name,
+                               [&] { return detail::encode_with_activations(input, t, plan, *acts, o, errp); });
     } else {
       const float* importance = nullptr;
       if (o.imatrix && t.action == Action::Ggml && ggml::info(t.block).uses_importance) {
@@ -95,9 +120,11 @@ Report quantize_model(const formats::QuantizedCheckpoint& input, const Plan& pla
           importance = imx->second.data();
         }
       }
-      e = detail::encode_plain(input, t, plan, importance, threads, errp, report_progress);
+      e = detail::with_context(input, t.name, [&] {
+        return detail::encode_plain(input, t, plan, importance, threads, errp, report_progress);
+      });
     }
-    sink.write(t, std::move(e));
+    detail::with_context(input, t.name, [&] { sink.write(t, std::move(e)); });
     done += in_bytes;
     TensorReport tr;
     tr.name = t.name;
@@ -122,14 +149,20 @@ Report quantize_model(const formats::QuantizedCheckpoint& input, const Plan& pla
     ev.bytes_done = ev.bytes_total = total;
     if (!progress(ev)) fail<Cancelled>("cancelled before the output was committed");
   }
+  // --calib-save: written in full before the output is committed and committed after it, so a failed run (a full
+  // disk, an output that cannot be replaced) commits neither
+  std::optional<util::AtomicFile> saved;
+  if (run && !o.save_calibration.empty() && !run->tokens().empty()) {
+    const auto& ids = run->tokens();
+    saved.emplace(o.save_calibration, o.save_options);
+    saved->write(ids.data(), ids.size() * sizeof(int32_t));  // little-endian int32 (model::write_tokens' format)
+  }
   sink.commit();
+  if (saved) saved->commit();
   if (run) {
     rep.calibration = run->description();
     rep.awq_scaled_weights = run->awq_scaled();
     rep.awq_folded_norms = run->awq_norms();
-    if (!o.save_calibration.empty() && !run->tokens().empty()) {
-      model::write_tokens(o.save_calibration, run->tokens(), o.save_options);
-    }
   } else if (calibration) {
     rep.calibration = calibration->describe();
   }

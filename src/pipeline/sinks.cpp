@@ -1,4 +1,6 @@
 // The pipeline's sinks: GGUF, safetensors (plain and NF4), GPTQ checkpoints (qk/pipeline/sink.hpp).
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <variant>
 
@@ -21,9 +23,47 @@ std::span<const std::byte> bytes_of(const std::vector<T>& v) {
   return {reinterpret_cast<const std::byte*>(v.data()), v.size() * sizeof(T)};
 }
 
+// The last guard of the non-finite policy (docs/reliability.md): a float tensor about to be written (a copy, a
+// conversion) holds no NaN or Inf. Block types are checked by their encoders (qk/formats/ggml.hpp).
+void expect_finite(const TensorPlan& t, std::span<const std::byte> b) {
+  const auto bad = [&](size_t i) {
+    const int64_t cols = t.shape.empty() ? 1 : std::max<int64_t>(1, t.shape.back());
+    fail<NumericError>("tensor '{}': a NaN or Inf at [{}, {}] (refusing to write non-finite values)", t.name,
+                       static_cast<int64_t>(i) / cols, static_cast<int64_t>(i) % cols);
+  };
+  switch (t.dtype) {
+    case io::DType::F32:
+      for (size_t i = 0; i < b.size() / 4; ++i) {
+        uint32_t u;
+        std::memcpy(&u, b.data() + 4 * i, 4);
+        if ((u & 0x7F800000u) == 0x7F800000u) bad(i);
+      }
+      return;
+    case io::DType::F16:
+    case io::DType::BF16: {
+      const uint16_t mask = t.dtype == io::DType::F16 ? 0x7C00u : 0x7F80u;
+      for (size_t i = 0; i < b.size() / 2; ++i) {
+        uint16_t h;
+        std::memcpy(&h, b.data() + 2 * i, 2);
+        if ((h & mask) == mask) bad(i);
+      }
+      return;
+    }
+    case io::DType::F64:
+      for (size_t i = 0; i < b.size() / 8; ++i) {
+        uint64_t u;
+        std::memcpy(&u, b.data() + 8 * i, 8);
+        if ((u & 0x7FF0000000000000ull) == 0x7FF0000000000000ull) bad(i);
+      }
+      return;
+    default: return;
+  }
+}
+
 void expect_bytes(const TensorPlan& t, const EncodedTensor& e) {
   if (e.bytes.size() != t.bytes)
     fail<InvalidArgument>("tensor '{}': {} bytes encoded, the plan says {}", t.name, e.bytes.size(), t.bytes);
+  if (t.action == Action::Copy || t.action == Action::Convert) expect_finite(t, e.bytes);
 }
 
 class GgufSink final : public Sink {

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "qk/core/error.hpp"
+#include "qk/util/temporaries.hpp"
 
 namespace qk::util {
 namespace fs = std::filesystem;
@@ -57,17 +58,28 @@ AtomicDirectory::AtomicDirectory(fs::path target, const WriteOptions& opts, std:
     if (!in.empty() && same_file(target_, in)) fail<IoError>("{}: refusing to overwrite the input", target_.string());
   check_target();
   const fs::path dir = target_.has_parent_path() ? target_.parent_path() : fs::path(".");
-  std::string tmpl = (dir / fmt::format(".{}.tmp-XXXXXX", target_.filename().string())).string();
+  remove_stale_temporaries(target_);
+  std::string tmpl = (dir / (temporary_prefix(target_) + "XXXXXX")).string();
   if (!::mkdtemp(tmpl.data()))
     fail<IoError>("{}: cannot create a temporary directory in {}: {}", target_.string(), dir.string(),
                   std::strerror(errno));
   temp_ = tmpl;
+  // on a signal: the files committed into it (the writers' own temporaries are registered by them), then it
+  for (const auto& name : own_) slots_.push_back(register_temporary(temp_ / name, false));
+  slots_.push_back(register_temporary(temp_, true));
+}
+
+void AtomicDirectory::unregister() {
+  for (const int s : slots_) unregister_temporary(s);
+  slots_.clear();
 }
 
 AtomicDirectory::~AtomicDirectory() {
-  if (committed_ || temp_.empty()) return;
-  std::error_code ec;
-  fs::remove_all(temp_, ec);
+  if (!committed_ && !temp_.empty()) {
+    std::error_code ec;
+    fs::remove_all(temp_, ec);
+  }
+  unregister();
 }
 
 void AtomicDirectory::commit() {
@@ -87,6 +99,7 @@ void AtomicDirectory::commit() {
     fail<IoError>("{}: cannot rename {} into place: {}", target_.string(), temp_.string(), ec.message());
   }
   committed_ = true;
+  unregister();
   if (old.empty()) return;
   // the old directory held only own files (checked above): remove exactly those, then the directory itself
   for (const auto& name : own_) fs::remove(old / name, ec);

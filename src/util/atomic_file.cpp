@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "qk/core/error.hpp"
+#include "qk/util/temporaries.hpp"
 
 namespace qk::util {
 
@@ -25,26 +26,32 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
 }  // namespace
 
 void AtomicFile::check_target() const {
+  if (!target_.has_filename())
+    fail<IoError>("{}: names a directory, not a file to write", target_.string());
   for (const auto& in : opts_.inputs)
     if (!in.empty() && same_file(target_, in))
       fail<IoError>("{}: refusing to overwrite the input file", target_.string());
   std::error_code ec;
-  if (!opts_.overwrite && std::filesystem::exists(target_, ec))
-    fail<IoError>("{}: output exists (use --force to replace it)", target_.string());
+  const auto st = std::filesystem::status(target_, ec);
+  if (!std::filesystem::exists(st)) return;
+  // rename() would put a plain file where a device node, a FIFO or a directory was: never replace those
+  if (!std::filesystem::is_regular_file(st))
+    fail<IoError>("{}: exists and is not a regular file (a {}): refusing to replace it", target_.string(),
+                  std::filesystem::is_directory(st) ? "directory" : "device, FIFO or socket");
+  if (!opts_.overwrite) fail<IoError>("{}: output exists (use --force to replace it)", target_.string());
 }
 
 AtomicFile::AtomicFile(std::filesystem::path target, const WriteOptions& opts)
     : target_(std::move(target)), opts_(opts) {
   check_target();
   const auto dir = target_.has_parent_path() ? target_.parent_path() : std::filesystem::path(".");
-  std::string base(1, '.');
-  base.append(target_.filename().string());
-  base.append(".tmp-XXXXXX");
-  std::string tmpl = (dir / base).string();
+  remove_stale_temporaries(target_);
+  std::string tmpl = (dir / (temporary_prefix(target_) + "XXXXXX")).string();
   fd_ = mkstemp(tmpl.data());
   if (fd_ < 0) fail<IoError>("{}: cannot create a temporary file in {}: {}", target_.string(), dir.string(),
                              std::strerror(errno));
   temp_ = tmpl;
+  slot_ = register_temporary(temp_, false);
   // mkstemp makes the file 0600; give it the usual rw-r--r-- of a written file.
   ::fchmod(fd_, 0644);
 }
@@ -55,6 +62,7 @@ AtomicFile::~AtomicFile() {
     std::error_code ec;
     std::filesystem::remove(temp_, ec);
   }
+  unregister_temporary(slot_);
 }
 
 void AtomicFile::write(const void* data, size_t n) {
@@ -95,6 +103,8 @@ void AtomicFile::commit() {
   std::filesystem::rename(temp_, target_, ec);
   if (ec) fail<IoError>("{}: cannot rename {} onto it: {}", target_.string(), temp_.string(), ec.message());
   committed_ = true;
+  unregister_temporary(slot_);
+  slot_ = -1;
 }
 
 }  // namespace qk::util

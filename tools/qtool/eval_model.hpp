@@ -2,6 +2,7 @@
 // Model-level quality for `qtool eval --tokens / --text`: both files are loaded as Llama models (any ggml types,
 // dequantized at load) and scored on the same token chunks as llama.cpp's perplexity tool does; a text is
 // tokenized with A's vocabulary (qk/model/text.hpp).
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -32,7 +33,8 @@ inline qk::model::CompareResult model_quality(const qk::io::TensorFile& a, const
   p.max_chunks = o.chunks;
   p.threads = o.threads;
   if (!o.text.empty()) return qk::model::compare_on_text(base, cand, qk::model::Tokenizer::from_gguf(a), o.text, p);
-  const auto tokens = qk::model::read_tokens(o.tokens);
+  const auto tokens = qk::model::read_tokens(o.tokens, base.config().vocab, static_cast<size_t>(std::max(o.context, 0)),
+                                             fmt::format("one context of {} (--ctx)", o.context));
   return qk::model::compare(base, cand, tokens, p);
 }
 

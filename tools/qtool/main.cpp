@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "qk/core/error.hpp"
+#include "qk/util/temporaries.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"qtool — quantize, inspect, evaluate and benchmark model weights with qk"};
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "qtool: usage error: {}\n", e.what());
     return 2;
   }
+  // an interrupted run (Ctrl-C, kill, a closed terminal) leaves no temporary output behind
+  qk::util::remove_on_signals();
   try {
     return run ? run() : 2;
   } catch (const qtool::UsageError& e) {

@@ -95,7 +95,9 @@ int run_quantize_matrix(const QuantizeOptions& o) {
     if (X->cols() != W.cols())
       throw qk::ShapeError(fmt::format("{}: calibration X is [{}, {}], but the weight {} has {} input columns",
                                        o.calib, X->rows(), X->cols(), o.input, W.cols()));
+    qk::check_finite(*X, o.calib);
   }
+  qk::check_finite(W, o.input);
   const int threads = qk::resolve_threads(o.threads);
 
   qk::QuantScheme scheme;
@@ -117,6 +119,8 @@ int run_quantize_matrix(const QuantizeOptions& o) {
   std::vector<std::pair<std::string, std::string>> meta;
   std::vector<std::string> warnings;
 
+  // a method's error (a Hessian that carries nothing, a grid that cannot hold a weight) names both files
+  try {
   if (m == "rtn") {
     q = qk::rtn_quantize(W, scheme);
     What = q.dequantize();
@@ -158,6 +162,14 @@ int run_quantize_matrix(const QuantizeOptions& o) {
     e_calib = rel_error(*X, W, qk::w8a8_forward(*X, L, threads));
     meta.emplace_back("alpha", fmt::format("{}", o.alpha));
     meta.emplace_back("activations", "int8 per-token dynamic (act_scale: per-tensor static alternative)");
+  }
+  // never write a non-finite code parameter or value (weights near FLT_MAX can overflow them)
+  qk::check_finite(q.params.scale, "the scales");
+  qk::check_finite(What, "the dequantized weight");
+  if (input_scale) qk::check_finite(*input_scale, "the input scales");
+  } catch (const qk::NumericError& e) {
+    throw qk::NumericError(o.calib.empty() ? fmt::format("{}: {}", o.input, e.what())
+                                           : fmt::format("{} (calibration {}): {}", o.input, o.calib, e.what()));
   }
   if (X && !e_calib) e_calib = rel_error(*X, W, *X * What.transpose());
   const double secs = std::chrono::duration<double>(clock::now() - t0).count();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
@@ -61,6 +62,16 @@ template <typename Derived>
         fail<NumericError>("{}: non-finite value {} at [{}, {}]", what, static_cast<float>(W(r, c)), r, c);
   fail<NumericError>("{}: non-finite value", what);
 }
+
+}  // namespace detail
+
+// NumericError "<what>: non-finite value V at [row, col]" when W holds a NaN or an Inf.
+template <typename Derived>
+void check_finite(const Eigen::MatrixBase<Derived>& W, const std::string& what) {
+  if (!W.allFinite()) detail::report_non_finite(W, what.c_str());
+}
+
+namespace detail {
 
 // Gives a pointer to row r of W: W's own memory when rows are contiguous, else a copy in buf.
 template <typename Derived>

@@ -147,13 +147,17 @@ inline bool cholesky_lower_inplace(Eigen::MatrixXf& A, int threads) {
     for (int64_t i = 0; i < nt; ++i)
       for (int64_t j = 0; j <= i; ++j) tiles.emplace_back(i, j);
     const int64_t base = k + kb;
+    qk::detail::FirstException errors;  // nothing may leave the region (qk/detail/omp.hpp)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && tiles.size() > 1)
     for (size_t q = 0; q < tiles.size(); ++q) {
       const int64_t i0 = tiles[q].first * t, j0 = tiles[q].second * t;
       const int64_t ni = std::min(t, r - i0), nj = std::min(t, r - j0);
-      gemm(A.block(base + i0, base + j0, ni, nj), A.block(base + i0, k, ni, kb),
-           A.block(base + j0, k, nj, kb).transpose(), -1.0f, 1.0f);
+      errors.run([&] {
+        gemm(A.block(base + i0, base + j0, ni, nj), A.block(base + i0, k, ni, kb),
+             A.block(base + j0, k, nj, kb).transpose(), -1.0f, 1.0f);
+      });
     }
+    errors.rethrow();
   }
   return true;
 }

@@ -101,7 +101,10 @@ inline AwqResult awq(const Eigen::Ref<const RowMatrixXf>& W, const Eigen::Ref<co
                      const AwqOptions& o = {}) {
   const int64_t rows = W.rows(), cols = W.cols(), T = X.rows();
   if (X.cols() != cols) fail<ShapeError>("AWQ: X has {} features, W has {} input columns", X.cols(), cols);
-  if (T == 0) fail<InvalidArgument>("AWQ: no calibration tokens");
+  // calibration that carries nothing is bad data (exit 1), not a usage error: no tokens, or inputs all zero
+  if (T == 0) fail<NumericError>("AWQ: no calibration tokens (the calibration set is empty)");
+  if (X.cwiseAbs().maxCoeff() == 0.0f)
+    fail<NumericError>("AWQ: the calibration activations are all zero: they say nothing about the layer");
   if (o.n_grid <= 0) fail<InvalidArgument>("AWQ: n_grid must be positive, got {}", o.n_grid);
   if (!(o.max_shrink >= 0 && o.max_shrink < 1)) fail<InvalidArgument>("AWQ: max_shrink {} not in [0, 1)", o.max_shrink);
   for (Eigen::Index r = 0; r < rows; ++r)

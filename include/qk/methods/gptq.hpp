@@ -33,6 +33,7 @@
 #include "qk/core/quantize.hpp"
 #include "qk/core/scheme.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/detail/omp.hpp"
 #include "qk/methods/grid.hpp"
 #include "qk/methods/hessian.hpp"
 #include "qk/linalg/dense.hpp"
@@ -95,6 +96,10 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
       Wc.col(i).setZero();
       ++res.dead_columns;
     }
+  // every input column dead: the reference's rule would zero the whole weight, which is no quantization of it
+  if (cols > 0 && res.dead_columns == cols)
+    fail<NumericError>("GPTQ: the Hessian is zero (no calibration input, or inputs that are all zero): it says nothing "
+                       "about the layer");
   if (o.static_groups && !per_channel)
     for (int64_t c0 = 0; c0 < cols; c0 += gs) grid.fit(c0, Wc.middleCols(c0, gs), nullptr);
 
@@ -144,6 +149,9 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
     double block_loss = 0;
     const bool generic = ig == nullptr;
     constexpr int64_t kSub = 32;
+// An exception (a grid that cannot hold a column) may not leave the region: the first one is kept and
+    // rethrown after it; the threads still meet at every barrier.
+    qk::detail::FirstException errors;
 #pragma omp parallel num_threads(nt_rows) reduction(+ : block_loss)
     {
       int64_t r0, r1;
@@ -155,18 +163,19 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
         if (generic) {
 #pragma omp barrier
 #pragma omp single
-          {
+          errors.run([&] {
             if (refit) grid.fit(j, Wc.middleCols(j, gs), nullptr);
             grid.quantize_column(grid_col(j), W1.col(i), Q1.col(i));
-          }
+          });
         } else {
           if (refit) {
 #pragma omp single
-            grid.fit(j, Wc.middleCols(j, gs), nullptr);
+            errors.run([&] { grid.fit(j, Wc.middleCols(j, gs), nullptr); });
           }
-          if (n > 0) ig->quantize_rows(grid_col(j), r0, r1, W1.col(i).data() + r0, Q1.col(i).data() + r0);
+          if (n > 0)
+            errors.run([&] { ig->quantize_rows(grid_col(j), r0, r1, W1.col(i).data() + r0, Q1.col(i).data() + r0); });
         }
-        if (n <= 0) continue;
+        if (n <= 0 || errors.failed()) continue;
         const float d = U1(i, i);
         float* e = E1.col(i).data() + r0;
         const float* w = W1.col(i).data() + r0;
@@ -176,6 +185,14 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
           e[r] = (w[r] - q[r]) / d;
           acc += e[r] * e[r];
         }
+        if (!std::isfinite(acc))  // finite weights whose error feedback leaves float's range (|w| near 1e38)
+          errors.run([&] {
+            int64_t r = 0;
+            while (r < n && std::isfinite(e[r] * e[r])) ++r;
+            fail<NumericError>("GPTQ: row {}, column {}: the quantization error {} overflows float in the error "
+                               "feedback (weights too large for GPTQ)",
+                               r0 + std::min(r, n - 1), grid_col(j), w[std::min(r, n - 1)] - q[std::min(r, n - 1)]);
+          });
         block_loss += acc;
         // The error of column i goes to the rest of its sub-block now, and to the block's later sub-blocks with
         // one GEMM when the sub-block is done (the lazy-batch idea once more, so the updated columns stay in cache).
@@ -186,14 +203,19 @@ inline GptqResult gptq(const Eigen::Ref<const RowMatrixXf>& W, Eigen::MatrixXf&&
           for (int64_t r = 0; r < n; ++r) wk[r] -= e[r] * h;
         }
         if (i + 1 == s1 && s1 < count)
-          linalg::gemm(W1.block(r0, s1, n, count - s1), E1.block(r0, s0, n, s1 - s0),
-                       U1.block(s0, s1, s1 - s0, count - s1), -1.0f, 1.0f);
+          errors.run([&] {
+            linalg::gemm(W1.block(r0, s1, n, count - s1), E1.block(r0, s0, n, s1 - s0),
+                         U1.block(s0, s1, s1 - s0, count - s1), -1.0f, 1.0f);
+          });
       }
 #pragma omp barrier
-      if (n > 0 && i2 < cols)
-        linalg::gemm(Wc.block(r0, i2, n, cols - i2), E1.middleRows(r0, n), U.block(i1, i2, count, cols - i2), -1.0f,
-                     1.0f);
+      if (n > 0 && i2 < cols && !errors.failed())
+        errors.run([&] {
+          linalg::gemm(Wc.block(r0, i2, n, cols - i2), E1.middleRows(r0, n), U.block(i1, i2, count, cols - i2), -1.0f,
+                       1.0f);
+        });
     }
+    errors.rethrow();
     Q.middleCols(i1, count) = Q1;
     loss += block_loss / 2;
   }

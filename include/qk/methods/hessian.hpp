@@ -27,6 +27,7 @@
 #include "qk/core/params.hpp"
 #include "qk/core/quantize.hpp"
 #include "qk/core/threads.hpp"
+#include "qk/util/atomic_file.hpp"
 #include "qk/linalg/dense.hpp"
 
 namespace qk {
@@ -71,7 +72,8 @@ class HessianAccumulator {
   // Its diagonal alone: each feature's sum of squares Σ x_j².
   Eigen::VectorXf gram_diagonal() const { return S_.diagonal(); }
 
-  void save(const std::filesystem::path& path) const {
+  // Writes the accumulator (format above); opts says what the file may replace (qk/util/atomic_file.hpp).
+  void save(const std::filesystem::path& path, const util::WriteOptions& opts = {}) const {
     std::vector<char> buf(header_size + static_cast<size_t>(dim_ * dim_) * 4 + 8);
     std::memcpy(buf.data(), magic, 8);
     put<uint32_t>(buf, 8, version);
@@ -81,25 +83,10 @@ class HessianAccumulator {
     Eigen::MatrixXf full = gram();
     std::memcpy(buf.data() + header_size, full.data(), static_cast<size_t>(dim_ * dim_) * 4);
     put<uint64_t>(buf, buf.size() - 8, fnv1a(buf.data(), buf.size() - 8));
-    auto tmp = path;
-    tmp += ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      if (!f) fail<IoError>("{}: cannot open for writing", tmp.string());
-      f.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-      f.close();
-      if (!f) {
-        std::error_code ec;
-        std::filesystem::remove(tmp, ec);
-        fail<IoError>("{}: write failed", tmp.string());
-      }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-      std::filesystem::remove(tmp, ec);
-      fail<IoError>("{}: cannot rename the temporary file into place", path.string());
-    }
+    // through qk's atomic writer: a temporary beside the file, removed on failure and on signals
+    util::AtomicFile f(path, opts);
+    f.write(buf.data(), buf.size());
+    f.commit();
   }
 
   static HessianAccumulator load(const std::filesystem::path& path) {

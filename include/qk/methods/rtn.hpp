@@ -73,7 +73,9 @@ class IntGrid final : public WeightGrid {
     }
     for (int64_t r = 0; r < rows_; ++r) {
       if (!std::isfinite(lo[r]) || !std::isfinite(hi[r]))
-        fail<NumericError>("IntGrid::fit: non-finite weight in row {} of the block at column {}", r, c0);
+        fail<NumericError>("IntGrid::fit: row {} of the block at column {} holds NaN or Inf (weights beyond float "
+                           "after an update such as GPTQ's error feedback, or non-finite input)",
+                           r, c0);
       range_to_params(lo[r], hi[r], scheme_, params_.scale(r, g), params_.zero_point(r, g));
     }
   }

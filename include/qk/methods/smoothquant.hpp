@@ -76,7 +76,7 @@ inline W8A8Layer smoothquant(const Eigen::Ref<const RowMatrixXf>& W, const Eigen
                              const SmoothQuantOptions& o = {}) {
   if (X.cols() != W.cols())
     fail<ShapeError>("SmoothQuant: X has {} features, W has {} input columns", X.cols(), W.cols());
-  if (X.rows() == 0) fail<InvalidArgument>("SmoothQuant: no calibration tokens");
+  if (X.rows() == 0) fail<NumericError>("SmoothQuant: no calibration tokens (the calibration set is empty)");
   detail::check_finite_matrix(W, "SmoothQuant: W");
   const Eigen::VectorXf amax = channel_absmax(X);
   W8A8Layer L;

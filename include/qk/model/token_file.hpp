@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "qk/util/atomic_file.hpp"
@@ -17,5 +18,11 @@ void write_tokens(const std::filesystem::path& path, std::span<const int32_t> to
 
 // Reads a file of little-endian int32 token ids. FormatError for a size that is not a multiple of 4.
 std::vector<int32_t> read_tokens(const std::filesystem::path& path);
+
+// read_tokens, checked for use with a model: FormatError naming the file for an empty file, fewer than
+// `min_count` ids (`what` says what they must fill, e.g. "one context of 128 (--ctx)"), or an id outside
+// [0, vocab).
+std::vector<int32_t> read_tokens(const std::filesystem::path& path, int vocab, size_t min_count,
+                                 const std::string& what);
 
 }  // namespace qk::model

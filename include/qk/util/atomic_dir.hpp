@@ -5,7 +5,8 @@
 // What an existing target may lose: with opts.overwrite it is replaced only when it is a directory holding nothing
 // but files of this kind of output (`own_files`, e.g. model.safetensors and quantize_config.json) and none of them
 // is one of opts.inputs. A directory holding anything else (the input model, a notes file, a subdirectory) is an
-// IoError naming what qk did not write: --force never deletes files qk did not make.
+// IoError naming what qk did not write: --force never deletes files qk did not make. The temporary directory is
+// `.NAME.tmp-PID-XXXXXX`, removed on signals and by later runs once PID is dead (qk/util/temporaries.hpp).
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -31,7 +32,9 @@ class AtomicDirectory {
 
  private:
   void check_target() const;
+  void unregister();
   std::filesystem::path target_, temp_;
+  std::vector<int> slots_;  // qk/util/temporaries.hpp
   WriteOptions opts_;
   std::vector<std::string> own_;
   bool committed_ = false;

@@ -1,7 +1,10 @@
 #pragma once
 // AtomicFile: write a file beside its target and move it into place only on commit().
 // The temporary lives in the target's directory (so rename() stays on one file system) and is removed when the
-// AtomicFile is destroyed without a commit: a failed write never leaves a partial output behind.
+// AtomicFile is destroyed without a commit: a failed write never leaves a partial output behind. The temporary is
+// named `.NAME.tmp-PID-XXXXXX` and registered for removal on signals; stale ones of dead runs are removed first
+// (qk/util/temporaries.hpp). The target may only be a regular file (or absent): never a directory, a device node
+// or a FIFO, whatever opts.overwrite says.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -19,7 +22,7 @@ struct WriteOptions {
 class AtomicFile {
  public:
   // Creates the temporary file. Throws IoError when the target is one of opts.inputs, exists and overwrite is
-  // false, or the directory is not writable.
+  // false, exists as something other than a regular file, ends in a separator, or the directory is not writable.
   explicit AtomicFile(std::filesystem::path target, const WriteOptions& opts = {});
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -40,6 +43,7 @@ class AtomicFile {
   std::filesystem::path target_, temp_;
   WriteOptions opts_;
   int fd_ = -1;
+  int slot_ = -1;  // qk/util/temporaries.hpp
   uint64_t pos_ = 0;
   bool committed_ = false;
 };

@@ -1,0 +1,134 @@
+// AVX-512 VNNI path of the ggml block products. Two blocks of 32 codes fill one zmm (lanes 0-7: block b, lanes
+// 8-15: block b + 1) and one vpdpbusd (unsigned x signed bytes, four products per int32 lane, exact) does their
+// integer dot:
+//   Q4_0: the nibbles 0..15 as the unsigned operand; sum (q + 8) * a = sum q * a + 8 * sum a.
+//   Q8_0: w XOR 0x80 = w + 128 as the unsigned operand (any int8 weight, -128 included);
+//         sum (w + 128) * a = sum w * a + 128 * sum a.
+// The correction starts the accumulator lane by lane: -c times the sum of the four activations the lane meets
+// (itself one vpdpbusd of set1(c) with the activations, once per activation row and pair), so every int32 lane
+// holds exactly its four products w * a. (One correction -c * sum(a) per block in a single lane would make the
+// same integer sum, but its lanes then cancel, and the float rounding below would be relative to c * |sum a|
+// instead of to the products.) The lanes become floats (exact) and meet d_w * d_a in one fused multiply-add per
+// block pair: each output keeps sixteen float partial sums, added at the end.
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* self-initialisation, GCC bug 105593, fixed in
+// GCC 13) wherever intrinsics such as _mm512_shuffle_f32x4 inline; the warnings are about the header, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ggml_dot_internal.hpp"
+
+namespace qk::kernels::detail {
+namespace ggml_avx512vnni {
+namespace {
+
+// acc += u8 . s8 per int32 lane (inline asm for the reason given in avx512_vnni.cpp).
+inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+  return acc;
+}
+
+inline uint32_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// The sum of the sixteen lanes, in a fixed order.
+inline float hsum(__m512 v) {
+  const __m512 h = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4e));
+  __m128 s = _mm_add_ps(_mm512_castps512_ps128(h), _mm512_castps512_ps128(_mm512_shuffle_f32x4(h, h, 0x01)));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Rows [m0, m0 + MR) x W rows [n0, n0 + NR), all blocks, two at a time (the last one alone when nb is odd).
+template <int MR, int NR, bool Q4>
+void block(const GgmlDotProblem& p, int64_t m0, int64_t n0) {
+  constexpr int64_t kBlockBytes = Q4 ? 18 : 34;
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(Q4 ? 8 : 0x80));  // c as unsigned bytes
+  const __m512i idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i nib_shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < p.nb; b += 2) {
+    const bool pair = b + 1 < p.nb;
+    __m512i wv[NR];
+    __m512 dw[NR];
+    for (int j = 0; j < NR; ++j) {
+      const uint8_t* blk = p.w + (n0 + j) * p.row_bytes + b * kBlockBytes;
+      const uint32_t h = load_u16(blk) | (pair ? load_u16(blk + kBlockBytes) << 16 : 0u);
+      dw[j] = _mm512_permutexvar_ps(idx01, _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h)))));
+      if constexpr (Q4) {
+        const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i x1 = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kBlockBytes + 2))
+                                : _mm_setzero_si128();
+        __m512i z = _mm512_inserti32x4(_mm512_castsi128_si512(x0), x0, 1);
+        z = _mm512_inserti32x4(_mm512_inserti32x4(z, x1, 2), x1, 3);
+        wv[j] = _mm512_and_si512(_mm512_srlv_epi64(z, nib_shift), low4);
+      } else {
+        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+        const __m256i y1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kBlockBytes + 2))
+                                : _mm256_setzero_si256();
+        wv[j] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(y0), y1, 1), bias);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const int64_t m = m0 + i;
+      const int8_t* qa = p.qa + m * p.k + b * 32;
+      const float* da = p.da + m * p.nb + b;
+      __m512i av;
+      __m128 da2;
+      if (pair) {
+        av = _mm512_loadu_si512(qa);
+        da2 = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(da)));
+      } else {  // the last, odd block: lanes 8-15 see zero activations and zero scale
+        av = _mm512_maskz_loadu_epi8(0xffffffffULL, qa);
+        da2 = _mm_set_ss(da[0]);
+      }
+      const __m512 dav = _mm512_permutexvar_ps(idx01, _mm512_zextps128_ps512(da2));
+      const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), dpbusd(_mm512_setzero_si512(), offset, av));
+      for (int j = 0; j < NR; ++j) {
+        const __m512i s32 = dpbusd(corr, wv[j], av);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s32), _mm512_mul_ps(dw[j], dav), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) p.y[(m0 + i) * p.ldy + n0 + j] = hsum(acc[i][j]);
+}
+
+template <int MR, int NR, bool Q4>
+void columns(const GgmlDotProblem& p, int64_t n) {
+  int64_t m = 0;
+  for (; m + MR <= p.m; m += MR) block<MR, NR, Q4>(p, m, n);
+  for (; m < p.m; ++m) block<1, NR, Q4>(p, m, n);
+}
+
+// Four W rows at a time, each read once per four activation rows (4 x 4 float accumulators).
+template <bool Q4>
+void product(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) columns<4, 4, Q4>(p, n);
+  for (; n < n1; ++n) columns<4, 1, Q4>(p, n);
+}
+
+void q4_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<true>(p, n0, n1); }
+void q8_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<false>(p, n0, n1); }
+
+}  // namespace
+}  // namespace ggml_avx512vnni
+
+const GgmlDotTable& ggml_dot_avx512vnni() {
+  static const GgmlDotTable t{Isa::avx512vnni, true, "qk_ggml_q4_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q4_0,
+                              "qk_ggml_q8_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q8_0};
+  return t;
+}
+
+}  // namespace qk::kernels::detail

@@ -77,6 +77,42 @@ void block(const GgmlDotProblem& p, int64_t m0, int64_t n0) {
     for (int j = 0; j < NR; ++j) p.y[(m0 + i) * p.ldy + n0 + j] = hsum(acc[i][j]);
 }
 
+// M = 1: one W row at a time (the matrix read as one sequential stream, as in the AVX-512 VNNI path) with four
+// accumulators over consecutive blocks.
+template <bool Q4>
+void gemv_row(const GgmlDotProblem& p, int64_t n) {
+  constexpr int U = 4;
+  constexpr int64_t kBlockBytes = Q4 ? 18 : 34;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i eight = _mm256_set1_epi8(8);
+  const uint8_t* row = p.w + n * p.row_bytes;
+  // acc += float(exact lane sums of block b's w * a) * (d_w * d_a)
+  auto step = [&](__m256 acc, int64_t b) {
+    const uint8_t* blk = row + b * kBlockBytes;
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.qa + b * 32));
+    __m256i s32;
+    if constexpr (Q4) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+      const __m256i wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), low4);
+      s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), ones),
+                             _mm256_madd_epi16(_mm256_maddubs_epi16(eight, av), ones));
+    } else {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)), ones);
+    }
+    const float d = _cvtsh_ss(load_u16(blk)) * p.da[b];
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(d), acc);
+  };
+  __m256 acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + U <= p.nb; b += U)
+    for (int u = 0; u < U; ++u) acc[u] = step(acc[u], b + u);
+  for (; b < p.nb; ++b) acc[0] = step(acc[0], b);
+  p.y[n] = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
 template <int MR, int NR, bool Q4>
 void columns(const GgmlDotProblem& p, int64_t n) {
   int64_t m = 0;
@@ -84,16 +120,15 @@ void columns(const GgmlDotProblem& p, int64_t n) {
   for (; m < p.m; ++m) block<1, NR, Q4>(p, m, n);
 }
 
-// M = 1: four W rows at a time (four independent chains); M > 1: 2 x 2 blocks, each W row read once per pair
-// of activation rows (16 ymm registers bound the block).
+// M > 1: 2 x 2 blocks, each W row read once per pair of activation rows (16 ymm registers bound the block).
 template <bool Q4>
 void product(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
-  int64_t n = n0;
   if (p.m == 1) {
-    for (; n + 4 <= n1; n += 4) columns<1, 4, Q4>(p, n);
-  } else {
-    for (; n + 2 <= n1; n += 2) columns<2, 2, Q4>(p, n);
+    for (int64_t n = n0; n < n1; ++n) gemv_row<Q4>(p, n);
+    return;
   }
+  int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) columns<2, 2, Q4>(p, n);
   for (; n < n1; ++n) columns<2, 1, Q4>(p, n);
 }
 

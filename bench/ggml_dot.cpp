@@ -1,7 +1,7 @@
 // The ggml block products (qk/kernels/ggml_dot.hpp) on GGUF-layout Q4_0 and Q8_0 weights with Q8_0 activations,
 // per kernel path: GEMV (M = 1, token generation) and M = 8 (a small batch), N = K = 4096.
 //
-// Names: ggml_<q4_0|q8_0>/<path>/M=<m>/N=<n>/K=<k>/<hot|cold>/t=<threads>. Counters: GFLOPs = 2*M*N*K per second
+// Names: [repacked_]ggml_<q4_0|q8_0>/<path>/M=<m>/N=<n>/K=<k>/<hot|cold>/t=<threads>. Counters: GFLOPs = 2*M*N*K per second
 // (1e9), Wbytes_GBps = GGUF weight bytes (blocks: codes and fp16 scales) read per second (1e9). The activation
 // quantization is not timed (the runtime quantizes a row once for several products); the unpacking of the
 // activations inside ggml_gemm is.
@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "qk/formats/ggml.hpp"
+#include "qk/kernels/gemm.hpp"
 #include "qk/kernels/ggml_dot.hpp"
 
 namespace {
@@ -69,6 +70,37 @@ void bm(benchmark::State& st, Case c) {
   st.SetLabel(ggml_kernel_name(c.type, c.isa));
 }
 
+// For comparison: the same Q4_0 product on qk's packed int4 layout (repack_q4_0 and acts_from_q8_0 of
+// ggml_dot.hpp, then gemm_w4): what repacking at load buys the runtime. Wbytes counts the packed bytes (codes,
+// fp16 scales and the zero-point bytes, 0.5625 + 1/32 bytes per weight against GGUF's 0.5625).
+void bm_repacked(benchmark::State& st, Case c) {
+  std::mt19937_64 g(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> wf(static_cast<size_t>(c.n * c.k)), x(static_cast<size_t>(c.m * c.k));
+  for (auto& v : wf) v = nd(g);
+  for (auto& v : x) v = nd(g);
+  const std::vector<uint8_t> gguf = qk::ggml::quantize(Type::Q4_0, wf.data(), c.n, c.k);
+  const PackedW4 w0 = repack_q4_0(gguf.data(), c.n, c.k);
+  const size_t copies = c.cold ? std::max<size_t>(2, (kColdBytes + w0.weight_bytes() - 1) / w0.weight_bytes()) : 1;
+  std::vector<PackedW4> w(copies, w0);
+  std::vector<qk::ggml::BlockQ8_0> a8(static_cast<size_t>(c.m * c.k / 32));
+  quantize_rows_q8_0(x.data(), c.m, c.k, c.k, a8.data());
+  const QuantizedActs a = acts_from_q8_0(a8.data(), c.m, c.k);
+  std::vector<float> y(static_cast<size_t>(c.m * c.n));
+  const Exec ex{c.threads, c.isa};
+  size_t i = 0;
+  for (auto _ : st) {
+    gemm_w4(a, w[i], nullptr, y.data(), c.n, ex);
+    benchmark::DoNotOptimize(y.data());
+    i = (i + 1) % copies;
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(2e-9 * static_cast<double>(c.m * c.n * c.k),
+                                             benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["Wbytes_GBps"] = benchmark::Counter(1e-9 * static_cast<double>(w0.weight_bytes()),
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(c.m == 1 ? kernel_names(c.isa).gemv_w4 : kernel_names(c.isa).gemm_w4);
+}
+
 void register_all(bool with_scalar, int64_t n) {
   std::vector<Isa> isas;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512vnni})
@@ -83,6 +115,13 @@ void register_all(bool with_scalar, int64_t n) {
                           ->Unit(benchmark::kMicrosecond)
                           ->MinTime(0.3);
             if (t > 1) b->UseRealTime();
+            if (type == Type::Q4_0 && isa != Isa::scalar) {
+              auto* r = benchmark::RegisterBenchmark(("repacked_" + name(c)).c_str(),
+                                                     [c](benchmark::State& st) { bm_repacked(st, c); })
+                            ->Unit(benchmark::kMicrosecond)
+                            ->MinTime(0.3);
+              if (t > 1) r->UseRealTime();
+            }
           }
 }
 

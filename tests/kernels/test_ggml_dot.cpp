@@ -113,5 +113,42 @@ TEST(GgmlGemm, LinearIsQuantizeThenProduct) {
   }
 }
 
+// Q4_0 repacked for the int4 kernels gives the oracle's product on every path, within the summation bound (the
+// terms are the same; the int4 kernels add them with fma). Covers both signs of d (ggml's encoder makes both).
+TEST(GgmlRepack, Q4_0OnInt4KernelsMatchesOracle) {
+  uint64_t seed = 60;
+  for (Isa isa : kAllIsas) {
+    if (!cpu_supports(isa)) continue;
+    for (int64_t m : {1, 3, 7})
+      for (int64_t n : {1, 5, 33})
+        for (int64_t k : {32, 96, 1024}) {
+          const test::GgmlCase c = test::make_ggml_case(Type::Q4_0, m, n, k, seed++);
+          const PackedW4 w = repack_q4_0(c.w.data(), n, k);
+          const QuantizedActs a = acts_from_q8_0(c.a.data(), m, k);
+          std::vector<float> ref(static_cast<size_t>(m * n)), out(ref.size());
+          ggml_gemm(Type::Q4_0, c.w.data(), n, k, c.a.data(), m, ref.data(), n, Exec{1, Isa::scalar});
+          gemm_w4(a, w, nullptr, out.data(), n, Exec{1, isa});
+          const std::vector<double> mag = test::magnitudes(c);
+          for (size_t i = 0; i < ref.size(); ++i)
+            ASSERT_NEAR(out[i], ref[i], test::tolerance(k, mag[i])) << isa_name(isa) << " M=" << m << " N=" << n << " K=" << k;
+        }
+  }
+  // The repacked weights decode to the GGUF values.
+  const test::GgmlCase c = test::make_ggml_case(Type::Q4_0, 1, 9, 256, 61);
+  std::vector<float> wf(9 * 256);
+  ggml::dequantize_rows(Type::Q4_0, c.w.data(), 9, 256, wf.data());
+  const PackedW4 w = repack_q4_0(c.w.data(), 9, 256);
+  bool saw_negative = false;
+  for (int64_t r = 0; r < 9; ++r)
+    for (int64_t j = 0; j < 256; ++j) {
+      saw_negative = saw_negative || w.zero_at(r, j / 32) == 7;
+      ASSERT_EQ(w.scale_at(r, j / 32) * static_cast<float>(w.code(r, j) - w.zero_at(r, j / 32)),
+                wf[static_cast<size_t>(r * 256 + j)]);
+    }
+  EXPECT_TRUE(saw_negative);
+  EXPECT_THROW(repack_q4_0(c.w.data(), 9, 48), ShapeError);
+  EXPECT_THROW(acts_from_q8_0(c.a.data(), 1, 40), ShapeError);
+}
+
 }  // namespace
 }  // namespace qk::kernels

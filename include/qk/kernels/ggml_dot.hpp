@@ -38,6 +38,17 @@ void ggml_gemm(ggml::Type wtype, const void* w, int64_t n, int64_t k, const ggml
 void ggml_linear(ggml::Type wtype, const void* w, int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx,
                  float* y, int64_t ldy, const Exec& ex = {});
 
+// ---- Q4_0 on qk's packed int4 kernels (gemm.hpp), the faster route where a runtime may repack at load.
+// Q4_0 is int4 with group 32 and fp16 scales, so it repacks without loss: a block d (q - 8) with d >= 0 becomes
+// scale d, codes q, zero-point 8; with d < 0 (ggml's encoder gives d the sign of the block's largest-magnitude
+// value) scale -d, codes 15 - q, zero-point 7, since -d ((15 - q) - 7) = d (q - 8). w: N rows of Q4_0 blocks as
+// in ggml_gemm. Non-finite scales: InvalidArgument (pack_w4's check).
+PackedW4 repack_q4_0(const void* w, int64_t n, int64_t k);
+// Q8_0 activation rows as the int4 kernels' QuantizedActs (group 32: codes, d as float, block sums). With these,
+// gemm_w4(acts, repack_q4_0(w), ...) computes ggml_gemm's Q4_0 product with the same per-block terms, added in
+// block order with one fma each (the scalar oracle adds float(sumi) * (d_w * d_a) with a multiply and an add).
+QuantizedActs acts_from_q8_0(const ggml::BlockQ8_0* a, int64_t m, int64_t k);
+
 // The kernel a path runs for a weight type, e.g. "qk_ggml_q4_0q8_0_4x4__avx512vnni"; InvalidArgument for a type
 // without a kernel.
 std::string ggml_kernel_name(ggml::Type wtype, Isa isa);

@@ -6,7 +6,7 @@
 // Semantics (every path): for each output, per block b of 32,
 //   sumi_b = sum_j qw[j] * qa[j]              (int32, exact; Q4_0 codes as nibble - 8, Q8_0 codes as stored)
 //   y      = sum_b float(sumi_b) * (d_w[b] * d_a[b])   (d's are the blocks' fp16 scales, accumulated in float)
-// The scalar path (the oracle) adds the blocks in order; the SIMD paths keep 8 or 16 partial float sums per
+// The scalar path (the oracle) adds the blocks in order; the SIMD paths keep 8 to 64 partial float sums per
 // output and add them at the end, so they agree with the oracle within float summation error, not bit for bit
 // (docs/kernels.md, "ggml block products", states the bound the tests check). Every output is computed by one
 // thread in a fixed order: the bytes do not depend on the thread count.

@@ -3,6 +3,7 @@
 // without ISA flags.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include <omp.h>
@@ -116,6 +117,11 @@ void ggml_gemm(ggml::Type wtype, const void* w, int64_t n, int64_t k, const ggml
     }
     p.qa = qa.data();
     p.da = da.data();
+  }
+  std::shared_ptr<const void> work;
+  if (t.prepare) {
+    work = t.prepare(p, wtype == ggml::Type::Q4_0);
+    p.work = work.get();
   }
 
   // Each thread takes one contiguous range of rows of W (a multiple of kRowQuantum but the last): every output

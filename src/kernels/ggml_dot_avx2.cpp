@@ -139,7 +139,7 @@ void q8_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<false>(p, n
 }  // namespace ggml_avx2
 
 const GgmlDotTable& ggml_dot_avx2() {
-  static const GgmlDotTable t{Isa::avx2, true, "qk_ggml_q4_0q8_0_2x2__avx2", ggml_avx2::q4_0,
+  static const GgmlDotTable t{Isa::avx2, true, nullptr, "qk_ggml_q4_0q8_0_2x2__avx2", ggml_avx2::q4_0,
                               "qk_ggml_q8_0q8_0_2x2__avx2", ggml_avx2::q8_0};
   return t;
 }

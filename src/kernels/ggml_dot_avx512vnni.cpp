@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "ggml_dot_internal.hpp"
@@ -76,8 +77,8 @@ inline void weight_pair(const Consts<Q4>& c, const uint8_t* blk, bool pair, __m5
   }
 }
 
-// The activations of one call, expanded once per thread for the pair loop (M * K / 64 entries of 192 bytes,
-// O(M * K) next to the O(M * N * K) product): per row m and block pair q, the codes av (zero-padded after an odd
+// The activations of one call, expanded once before the threads start (prepare; M * K / 64 entries of 192
+// bytes, O(M * K) next to the O(M * N * K) product): per row m and block pair q, the codes av (zero-padded after an odd
 // last block), the scales dav (lanes 0-7: d_a[2q], lanes 8-15: d_a[2q + 1], or 0) and the lane-wise correction
 // corr = -c * (sum of the four activations each lane meets), one vpdpbusd of set1(c) with the codes.
 struct ActPair {
@@ -185,7 +186,7 @@ void columns(const Consts<Q4>& c, const ActPanel& a, const GgmlDotProblem& p, in
 template <bool Q4>
 void product(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
   const Consts<Q4> c;
-  const ActPanel a = expand_acts(c, p);
+  const ActPanel& a = *static_cast<const ActPanel*>(p.work);
   if (p.m == 1) {
     for (int64_t n = n0; n < n1; ++n) gemv_row<Q4>(c, a, p, n);
     return;
@@ -195,6 +196,11 @@ void product(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
   for (; n < n1; ++n) columns<4, 1, Q4>(c, a, p, n);
 }
 
+std::shared_ptr<const void> prepare(const GgmlDotProblem& p, bool q4) {
+  return q4 ? std::make_shared<const ActPanel>(expand_acts(Consts<true>{}, p))
+            : std::make_shared<const ActPanel>(expand_acts(Consts<false>{}, p));
+}
+
 void q4_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<true>(p, n0, n1); }
 void q8_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<false>(p, n0, n1); }
 
@@ -202,7 +208,7 @@ void q8_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<false>(p, n
 }  // namespace ggml_avx512vnni
 
 const GgmlDotTable& ggml_dot_avx512vnni() {
-  static const GgmlDotTable t{Isa::avx512vnni, true, "qk_ggml_q4_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q4_0,
+  static const GgmlDotTable t{Isa::avx512vnni, true, ggml_avx512vnni::prepare, "qk_ggml_q4_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q4_0,
                               "qk_ggml_q8_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q8_0};
   return t;
 }

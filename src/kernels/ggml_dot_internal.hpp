@@ -1,6 +1,7 @@
 #pragma once
 // Private to src/kernels: what ggml_dot.cpp hands each path's ggml block product (qk/kernels/ggml_dot.hpp).
 #include <cstdint>
+#include <memory>
 
 #include "qk/formats/ggml.hpp"
 #include "qk/kernels/isa.hpp"
@@ -18,14 +19,19 @@ struct GgmlDotProblem {
   const float* da = nullptr;    // [m][nb] scales as float
   float* y = nullptr;
   int64_t ldy = 0;
+  // What the path's prepare function built from the activations before the threads start (nullptr if none).
+  const void* work = nullptr;
 };
 
-// Computes y[0..m, n0..n1).
+// Computes y[0..m, n0..n1). Never throws (it runs inside an OpenMP region).
 using GgmlDotFn = void (*)(const GgmlDotProblem&, int64_t n0, int64_t n1);
+// Builds a path's own form of the activations once per call, outside the parallel region (it may allocate).
+using GgmlPrepFn = std::shared_ptr<const void> (*)(const GgmlDotProblem&, bool q4);
 
 struct GgmlDotTable {
   Isa isa;
   bool needs_panel;  // reads qa / da
+  GgmlPrepFn prepare;  // nullptr: none
   const char* q4_0_name;
   GgmlDotFn q4_0;
   const char* q8_0_name;

@@ -49,7 +49,7 @@ void q8_0_ref(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
 }  // namespace
 
 const GgmlDotTable& ggml_dot_scalar() {
-  static const GgmlDotTable t{Isa::scalar, false, "qk_ggml_q4_0q8_0_1x1__scalar", q4_0_ref,
+  static const GgmlDotTable t{Isa::scalar, false, nullptr, "qk_ggml_q4_0q8_0_1x1__scalar", q4_0_ref,
                               "qk_ggml_q8_0q8_0_1x1__scalar", q8_0_ref};
   return t;
 }

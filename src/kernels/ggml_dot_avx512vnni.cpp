@@ -5,11 +5,11 @@
 //   Q8_0: w XOR 0x80 = w + 128 as the unsigned operand (any int8 weight, -128 included);
 //         sum (w + 128) * a = sum w * a + 128 * sum a.
 // The correction starts the accumulator lane by lane: -c times the sum of the four activations the lane meets
-// (itself one vpdpbusd of set1(c) with the activations, once per activation row and pair), so every int32 lane
+// (itself one vpdpbusd of set1(c) with the activations, computed once per call by prepare), so every int32 lane
 // holds exactly its four products w * a. (One correction -c * sum(a) per block in a single lane would make the
 // same integer sum, but its lanes then cancel, and the float rounding below would be relative to c * |sum a|
 // instead of to the products.) The lanes become floats (exact) and meet d_w * d_a in one fused multiply-add per
-// block pair: each output keeps sixteen float partial sums, added at the end.
+// block pair: each output keeps sixteen float partial sums per accumulator chain, added at the end.
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* self-initialisation, GCC bug 105593, fixed in
 // GCC 13) wherever intrinsics such as _mm512_shuffle_f32x4 inline; the warnings are about the header, not this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -182,7 +182,8 @@ void columns(const Consts<Q4>& c, const ActPanel& a, const GgmlDotProblem& p, in
   for (; m < p.m; ++m) block<1, NR, Q4>(c, a, p, m, n);
 }
 
-// M > 1: four W rows at a time, each read once per four activation rows (4 x 4 float accumulators).
+// M = 1: gemv_row. M > 1: four W rows at a time, each read once per four activation rows (4 x 4 float
+// accumulators).
 template <bool Q4>
 void product(const GgmlDotProblem& p, int64_t n0, int64_t n1) {
   const Consts<Q4> c;
@@ -208,8 +209,13 @@ void q8_0(const GgmlDotProblem& p, int64_t n0, int64_t n1) { product<false>(p, n
 }  // namespace ggml_avx512vnni
 
 const GgmlDotTable& ggml_dot_avx512vnni() {
-  static const GgmlDotTable t{Isa::avx512vnni, true, ggml_avx512vnni::prepare, "qk_ggml_q4_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q4_0,
-                              "qk_ggml_q8_0q8_0_4x4__avx512vnni", ggml_avx512vnni::q8_0};
+  static const GgmlDotTable t{Isa::avx512vnni,
+                              true,
+                              ggml_avx512vnni::prepare,
+                              "qk_ggml_q4_0q8_0_4x4__avx512vnni",
+                              ggml_avx512vnni::q4_0,
+                              "qk_ggml_q8_0q8_0_4x4__avx512vnni",
+                              ggml_avx512vnni::q8_0};
   return t;
 }
 

@@ -43,9 +43,11 @@ constexpr int64_t kRowQuantum = 4;
 
 }  // namespace
 
-void quantize_row_q8_0(const float* x, int64_t k, ggml::BlockQ8_0* y) { quantize_rows_q8_0(x, 1, k, k, y); }
+void quantize_row_q8_0(const float* x, int64_t k, ggml::BlockQ8_0* y, Q8Rounding r) {
+  quantize_rows_q8_0(x, 1, k, k, y, r);
+}
 
-void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml::BlockQ8_0* y) {
+void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml::BlockQ8_0* y, Q8Rounding mode) {
   if (m < 0 || k <= 0 || k % 32 != 0) fail<InvalidArgument>("quantize_rows_q8_0: K = {} is not a positive multiple of 32 (M = {})", k, m);
   if (ldx < k) fail<InvalidArgument>("quantize_rows_q8_0: leading dimension {} < K = {}", ldx, k);
   if (m > 0 && (!x || !y)) fail<InvalidArgument>("quantize_rows_q8_0: null pointer");
@@ -59,12 +61,16 @@ void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml:
         if (!std::isfinite(v[j])) fail<NumericError>("quantize_rows_q8_0: non-finite value at row {} column {}", r, 32 * b + j);
         amax = std::max(amax, std::fabs(v[j]));
       }
-      // ggml's quantize_row_q8_0_ref: d = amax / 127, codes roundf(x * (1 / d)).
       const float d = amax / 127.0f;
-      const float id = d != 0.0f ? 1.0f / d : 0.0f;
       ggml::BlockQ8_0& out = y[r * nb + b];
       out.d = fp32_to_fp16(d);
-      for (int j = 0; j < 32; ++j) out.qs[j] = static_cast<int8_t>(std::round(v[j] * id));
+      if (mode == Q8Rounding::reference) {  // quantize_row_q8_0_ref: roundf(x * (1 / d))
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; ++j) out.qs[j] = static_cast<int8_t>(std::round(v[j] * id));
+      } else {  // the AVX2 quantize_row_q8_0: x * (127 / amax), rounded to nearest even (the default FP mode)
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 32; ++j) out.qs[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
+      }
     }
   }
 }
@@ -142,10 +148,10 @@ void ggml_gemm(ggml::Type wtype, const void* w, int64_t n, int64_t k, const ggml
 }
 
 void ggml_linear(ggml::Type wtype, const void* w, int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx,
-                 float* y, int64_t ldy, const Exec& ex) {
+                 float* y, int64_t ldy, const Exec& ex, Q8Rounding r) {
   if (k <= 0 || k % 32 != 0) fail<ShapeError>("ggml_linear: K = {} is not a positive multiple of 32", k);
   std::vector<ggml::BlockQ8_0> a(static_cast<size_t>(std::max<int64_t>(m, 0) * (k / 32)));
-  quantize_rows_q8_0(x, m, k, ldx, a.data());
+  quantize_rows_q8_0(x, m, k, ldx, a.data(), r);
   ggml_gemm(wtype, w, n, k, a.data(), m, y, ldy, ex);
 }
 

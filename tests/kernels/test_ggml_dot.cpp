@@ -40,6 +40,45 @@ TEST(GgmlQ8_0Activations, ByteEqualToFormatsEncoder) {
   EXPECT_EQ(std::memcmp(two.data() + 2, ref.data() + (k / 32) * 34, 2 * 34), 0);
 }
 
+// llama.cpp's x86 activation quantizer: x * (127 / amax) rounded to nearest even. With amax = 127 the multiplier
+// is 1, so 2.5 and -0.5 are ties: 2 and 0 there, 3 and -1 in the reference (halves away from zero).
+TEST(GgmlQ8_0Activations, X86RoundingRoundsTiesToEven) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -0.5f;
+  x[3] = 3.5f;
+  ggml::BlockQ8_0 ref, x86;
+  quantize_row_q8_0(x.data(), 32, &ref);
+  quantize_row_q8_0(x.data(), 32, &x86, Q8Rounding::ggml_x86);
+  EXPECT_EQ(ref.d, x86.d);
+  EXPECT_EQ(ref.qs[0], 127);
+  EXPECT_EQ(x86.qs[0], 127);
+  EXPECT_EQ(ref.qs[1], 3);
+  EXPECT_EQ(x86.qs[1], 2);
+  EXPECT_EQ(ref.qs[2], -1);
+  EXPECT_EQ(x86.qs[2], 0);
+  EXPECT_EQ(ref.qs[3], 4);
+  EXPECT_EQ(x86.qs[3], 4);
+  // Random rows: the same scales, codes at most one apart, and mostly equal.
+  auto g = test::rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> r(4096);
+  for (auto& v : r) v = nd(g);
+  std::vector<ggml::BlockQ8_0> a(128), b(128);
+  quantize_rows_q8_0(r.data(), 1, 4096, 4096, a.data());
+  quantize_rows_q8_0(r.data(), 1, 4096, 4096, b.data(), Q8Rounding::ggml_x86);
+  int differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].d, b[i].d);
+    for (int j = 0; j < 32; ++j) {
+      ASSERT_LE(std::abs(a[i].qs[j] - b[i].qs[j]), 1);
+      differ += a[i].qs[j] != b[i].qs[j];
+    }
+  }
+  EXPECT_LT(differ, 4096 / 50);
+}
+
 TEST(GgmlQ8_0Activations, Errors) {
   std::vector<float> x(64, 1.0f);
   std::vector<ggml::BlockQ8_0> y(2);

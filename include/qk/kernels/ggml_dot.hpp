@@ -21,12 +21,22 @@
 
 namespace qk::kernels {
 
-// Quantizes one row of k floats (k a multiple of 32) into k / 32 Q8_0 blocks exactly as ggml's reference
-// quantize_row_q8_0 does: per block d = max|x| / 127, q = round(x / d) (halves away from zero, computed as
-// x * (1 / d)), d stored as fp16; the same bytes as qk::ggml::quantize(Type::Q8_0, ...). NaN/Inf: NumericError.
-void quantize_row_q8_0(const float* x, int64_t k, ggml::BlockQ8_0* y);
+// How Q8_0 activation codes are rounded. Both store d = max|x| / 127 as fp16 per block of 32.
+enum class Q8Rounding {
+  // ggml's reference quantize_row_q8_0_ref: q = roundf(x * (1 / d)), halves away from zero; the same bytes as
+  // qk::ggml::quantize(Type::Q8_0, ...).
+  reference,
+  // What llama.cpp's CPU backend runs for activations on AVX/AVX2 machines (ggml-cpu-quants.c quantize_row_q8_0,
+  // commit c392e50): q = round-to-nearest-even(x * (127 / max|x|)). Differs from the reference in a code now and
+  // then (a tie, or x * (127 / max) and x * (1 / d) rounding apart); needed to reproduce llama.cpp's logits.
+  ggml_x86,
+};
+
+// Quantizes one row of k floats (k a multiple of 32) into k / 32 Q8_0 blocks. NaN/Inf: NumericError.
+void quantize_row_q8_0(const float* x, int64_t k, ggml::BlockQ8_0* y, Q8Rounding r = Q8Rounding::reference);
 // M rows of X (row stride ldx) into M * k / 32 blocks, row after row.
-void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml::BlockQ8_0* y);
+void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml::BlockQ8_0* y,
+                        Q8Rounding r = Q8Rounding::reference);
 
 // Y[m, n] (row stride ldy) = the product above. w: N rows of ggml::row_size(wtype, k) bytes each; a: M rows of
 // k / 32 Q8_0 blocks whose codes lie in -127..127 (what quantize_row_q8_0 writes; -128 is refused with
@@ -34,9 +44,10 @@ void quantize_rows_q8_0(const float* x, int64_t m, int64_t k, int64_t ldx, ggml:
 // InvalidArgument. Work is split over N.
 void ggml_gemm(ggml::Type wtype, const void* w, int64_t n, int64_t k, const ggml::BlockQ8_0* a, int64_t m, float* y,
                int64_t ldy, const Exec& ex = {});
-// Quantizes X to Q8_0 (quantize_rows_q8_0) and calls ggml_gemm: llama.cpp's path for these weight types.
+// Quantizes X to Q8_0 (quantize_rows_q8_0 with rounding r) and calls ggml_gemm: llama.cpp's path for these
+// weight types.
 void ggml_linear(ggml::Type wtype, const void* w, int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx,
-                 float* y, int64_t ldy, const Exec& ex = {});
+                 float* y, int64_t ldy, const Exec& ex = {}, Q8Rounding r = Q8Rounding::reference);
 
 // ---- Q4_0 on qk's packed int4 kernels (gemm.hpp), the faster route where a runtime may repack at load.
 // Q4_0 is int4 with group 32 and fp16 scales, so it repacks without loss: a block d (q - 8) with d >= 0 becomes

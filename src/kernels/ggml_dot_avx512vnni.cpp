@@ -1,5 +1,5 @@
-// AVX-512 VNNI path of the ggml block products. Two blocks of 32 codes fill one zmm (lanes 0-7: block b, lanes
-// 8-15: block b + 1) and one vpdpbusd (unsigned x signed bytes, four products per int32 lane, exact) does their
+// AVX-512 VNNI path of the ggml block products. Two blocks of 32 codes fill one zmm (Q8_0 lanes 0-7: block b,
+// lanes 8-15: block b + 1; Q4_0 interleaves the two by 16 bytes, see weight_pair) and one vpdpbusd (unsigned x signed bytes, four products per int32 lane, exact) does their
 // integer dot:
 //   Q4_0: the nibbles 0..15 as the unsigned operand; sum (q + 8) * a = sum q * a + 8 * sum a.
 //   Q8_0: w XOR 0x80 = w + 128 as the unsigned operand (any int8 weight, -128 included);
@@ -51,14 +51,19 @@ template <bool Q4>
 struct Consts {
   static constexpr int64_t kBlockBytes = Q4 ? 18 : 34;
   const __m512i offset = _mm512_set1_epi8(static_cast<char>(Q4 ? 8 : 0x80));  // c as unsigned bytes
-  const __m512i idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i nib_shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  // Which block of the pair each int32 lane belongs to (see weight_pair): Q8_0 lanes 0-7 / 8-15, Q4_0 lanes
+  // 0-3 and 8-11 / 4-7 and 12-15.
+  const __m512i idx01 = Q4 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                           : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
 };
 
-// Blocks b and b + 1 of a weight row (blk points at block b; pair false: b alone, lanes 8-15 zero scale) as the
-// unsigned operand wv and their scales dw (lanes 0-7: d_w[b], lanes 8-15: d_w[b + 1]).
+// Blocks b and b + 1 of a weight row (blk points at block b; pair false: b alone, block b + 1 zero with zero
+// scale) as the unsigned operand wv and their scales dw, lane by lane as idx01 says. Q4_0 bytes: 0-15 block b
+// elements 0-15 (low nibbles), 16-31 block b + 1 elements 0-15, 32-47 block b elements 16-31 (high nibbles),
+// 48-63 block b + 1 elements 16-31: [x0 | x1 | x0 >> 4 | x1 >> 4] costs one insert and one shift; expand_acts
+// orders the activations to match. Q8_0 bytes: block b, then block b + 1.
 template <bool Q4>
 inline void weight_pair(const Consts<Q4>& c, const uint8_t* blk, bool pair, __m512i& wv, __m512& dw) {
   constexpr int64_t kBB = Consts<Q4>::kBlockBytes;
@@ -67,9 +72,8 @@ inline void weight_pair(const Consts<Q4>& c, const uint8_t* blk, bool pair, __m5
   if constexpr (Q4) {
     const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
     const __m128i x1 = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kBB + 2)) : _mm_setzero_si128();
-    __m512i z = _mm512_inserti32x4(_mm512_castsi128_si512(x0), x0, 1);
-    z = _mm512_inserti32x4(_mm512_inserti32x4(z, x1, 2), x1, 3);
-    wv = _mm512_and_si512(_mm512_srlv_epi64(z, c.nib_shift), c.low4);
+    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(x0), x1, 1);
+    wv = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(y), _mm256_srli_epi16(y, 4), 1), c.low4);
   } else {
     const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
     const __m256i y1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kBB + 2)) : _mm256_setzero_si256();
@@ -110,6 +114,7 @@ ActPanel expand_acts(const Consts<Q4>& c, const GgmlDotProblem& p) {
         av = _mm512_maskz_loadu_epi8(0xffffffffULL, qa);
         da2 = _mm_set_ss(da[0]);
       }
+      if constexpr (Q4) av = _mm512_shuffle_i64x2(av, av, _MM_SHUFFLE(3, 1, 2, 0));  // weight_pair's order
       ActPair& e = a.e[static_cast<size_t>(m * a.pairs + q)];
       e.av = av;
       e.dav = _mm512_permutexvar_ps(c.idx01, _mm512_zextps128_ps512(da2));

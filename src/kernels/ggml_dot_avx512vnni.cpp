@@ -1,6 +1,6 @@
 // AVX-512 VNNI path of the ggml block products. Two blocks of 32 codes fill one zmm (Q8_0 lanes 0-7: block b,
-// lanes 8-15: block b + 1; Q4_0 interleaves the two by 16 bytes, see weight_pair) and one vpdpbusd (unsigned x signed bytes, four products per int32 lane, exact) does their
-// integer dot:
+// lanes 8-15: block b + 1; Q4_0 interleaves the two by 16 bytes, see weight_pair) and one vpdpbusd (unsigned x
+// signed bytes, four products per int32 lane, exact) does their integer dot:
 //   Q4_0: the nibbles 0..15 as the unsigned operand; sum (q + 8) * a = sum q * a + 8 * sum a.
 //   Q8_0: w XOR 0x80 = w + 128 as the unsigned operand (any int8 weight, -128 included);
 //         sum (w + 128) * a = sum w * a + 128 * sum a.

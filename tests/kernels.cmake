@@ -31,3 +31,20 @@ foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
   set_tests_properties(${forced} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
                        SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
 endforeach()
+
+# The ggml block products (qk/kernels/ggml_dot.hpp): their definition (unit), every path against the oracle in one
+# process (ggml_dot_paths.*), and the default entry points under QK_ISA=<path> (ggml_isa_<path>.*).
+qk_add_test(test_ggml_dot SOURCES kernels/test_ggml_dot.cpp)
+
+qk_kernels_test_exe(test_ggml_dot_isa kernels/test_ggml_dot_isa.cpp)
+gtest_add_tests(TARGET test_ggml_dot_isa SOURCES kernels/test_ggml_dot_isa.cpp TEST_PREFIX "ggml_dot_paths."
+                TEST_LIST ggml_all)
+set_tests_properties(${ggml_all} PROPERTIES LABELS "unit;isa")
+
+qk_kernels_test_exe(test_ggml_dot_forced kernels/test_ggml_dot_forced.cpp)
+foreach(isa scalar avx2 avxvnni avx512 avx512vnni)
+  gtest_add_tests(TARGET test_ggml_dot_forced SOURCES kernels/test_ggml_dot_forced.cpp TEST_PREFIX "ggml_isa_${isa}."
+                  TEST_LIST ggml_forced)
+  set_tests_properties(${ggml_forced} PROPERTIES LABELS "unit;isa" ENVIRONMENT "QK_ISA=${isa}"
+                       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+endforeach()

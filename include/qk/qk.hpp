@@ -54,6 +54,7 @@
 #include "qk/formats/tensor_values.hpp"
 
 #include "qk/kernels/gemm.hpp"
+#include "qk/kernels/ggml_dot.hpp"
 #include "qk/kernels/isa.hpp"
 #include "qk/kernels/weight_buffer.hpp"
 

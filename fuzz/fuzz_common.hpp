@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "detail.hpp"
+#include "io/detail.hpp"  // the parsers (src/io, private to the library)
 #include "qk/io/tensor_file.hpp"
 #include "qk/formats/tensor_values.hpp"
 

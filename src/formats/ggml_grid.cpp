@@ -1,6 +1,6 @@
 // GgmlGrid: GPTQ/AWQ/RTN onto ggml block types (see include/qk/formats/ggml.hpp).
 //
-// fit() runs the type's own encoder (ggml_encode.cpp) on each row's block of the current weights, which fixes the
+// fit() runs the type's own encoder (ggml_encode_legacy.cpp, ggml_encode_k.cpp) on each row's block of the current weights, which fixes the
 // block's fp16 scales (and its sub-block scale codes for the K-quants); quantize_column() then rounds a column with
 // the final rounding rule of ggml's quantizer for that type (ggml-quants.c, llama.cpp c392e50):
 //   Q4_0 / Q5_0   q = min(2^b - 1, trunc(x * id + 2^(b-1) + 0.5)), id = 1/d before fp16 rounding

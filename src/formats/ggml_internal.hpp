@@ -1,5 +1,5 @@
 #pragma once
-// Internal pieces of the ggml block encodings shared by ggml.cpp (rows), ggml_encode.cpp (blocks) and
+// Internal pieces of the ggml block encodings shared by ggml.cpp (rows), ggml_encode_legacy.cpp / ggml_encode_k.cpp (blocks) and
 // ggml_grid.cpp (GgmlGrid). Not installed.
 #include <bit>
 #include <cstdint>
@@ -54,7 +54,7 @@ void encode_q6_K(const float* x, const float* qw, BlockQ6_K* y);
 void encode_q8_K(const float* x, BlockQ8_K* y);
 
 // Test hooks: the one-group scale searches (the scalar oracle, make_qkx2/3_quants and make_qx_quants) and their
-// batched forms over 16 groups of n (16 or 32) values; see ggml_encode.cpp.
+// batched forms over 16 groups of n (16 or 32) values; see ggml_search_batch.hpp.
 float search_affine_one(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, float rmin,
                         float rdelta, int nstep, bool use_mad, bool strict);
 void search_affine_lanes(int n, int nmax, const float* x, const float* w, uint8_t* L, float* scales, float* mins,

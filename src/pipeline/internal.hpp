@@ -69,6 +69,10 @@ struct ErrorSum {
   double relative() const { return signal > 0 ? noise / signal : (noise > 0 ? 1.0 : 0.0); }
 };
 
+// err += the error of `rows` x `cols` weights w against their ggml encoding enc (decoded here), in parallel.
+void add_ggml_error(ErrorSum& err, ggml::Type type, const float* w, const std::byte* enc, int64_t rows, int64_t cols,
+                    int threads);
+
 // Checks that every value is finite: NumericError "<where>: NaN or Inf at [row, col]" otherwise.
 void check_finite(const float* x, int64_t rows, int64_t cols, int64_t row0, const std::string& where);
 

@@ -56,6 +56,7 @@ class Engine {
   static Engine load(const std::filesystem::path& path, const EngineOptions& options = {});
 
   const model::LlamaConfig& config() const { return cfg_; }
+  const io::TensorFile& file() const { return *file_; }  // the mapped model (its vocabulary, metadata)
   const EngineOptions& options() const { return opt_; }
   // Linear weights kept quantized / dequantized at load (the output projection counted).
   int quantized_weights() const { return n_quantized_; }

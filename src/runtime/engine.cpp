@@ -39,7 +39,7 @@ void check_scales(const io::TensorFile& f, const io::TensorInfo& t, std::span<co
   }
 }
 
-EngineWeight make_weight(const io::TensorFile& f, const std::string& name, int64_t out, int64_t in) {
+EngineWeight make_weight(const io::TensorFile& f, const std::string& name, int64_t out, int64_t in, bool repack) {
   const io::TensorInfo& t = checked(f, name, out, in);
   EngineWeight w;
   w.out = out;
@@ -55,6 +55,12 @@ EngineWeight make_weight(const io::TensorFile& f, const std::string& name, int64
       fail<FormatError>("{}: tensor '{}' holds {} bytes, expected {}", f.path().string(), name, bytes.size(), expect);
     check_scales(f, t, bytes, q4 ? sizeof(ggml::BlockQ4_0) : sizeof(ggml::BlockQ8_0));
     w.blocks = bytes.data();
+    if (q4 && repack) {
+      w.packed = kernels::repack_q4_0(w.blocks, out, in);
+      w.repacked = true;
+      w.blocks = nullptr;
+      f.release(t);
+    }
   } else {
     w.values = read_finite(f, t);
     w.rounding = model::input_rounding_for(t);
@@ -97,12 +103,14 @@ Engine Engine::load(const std::filesystem::path& path, const EngineOptions& opti
     L.attn_norm = read_norm(f, model::layer_weight_name(l, "attn_norm"), c.dim);
     L.ffn_norm = read_norm(f, model::layer_weight_name(l, "ffn_norm"), c.dim);
     for (int i = 0; i < 7; ++i) {
-      L.w[i] = make_weight(f, model::layer_weight_name(l, kLinearNames[i]), out_dims[i], in_dims[i]);
+      L.w[i] = make_weight(f, model::layer_weight_name(l, kLinearNames[i]), out_dims[i], in_dims[i],
+                           options.repack_q4_0);
       count(L.w[i]);
     }
   }
   e.output_norm_ = read_norm(f, "output_norm.weight", c.dim);
-  e.output_ = make_weight(f, c.tied_output ? "token_embd.weight" : "output.weight", c.vocab, c.dim);
+  e.output_ = make_weight(f, c.tied_output ? "token_embd.weight" : "output.weight", c.vocab, c.dim,
+                          options.repack_q4_0);
   count(e.output_);
   return e;
 }
@@ -115,8 +123,15 @@ void Engine::linear(const EngineWeight& w, RowMatrixXf& y, const RowMatrixXf& x,
                      x.rows(), w.out);
   if (!w.quantized) return model::linear(y, x, w.values.data(), w.out, w.rounding, beta, threads);
   RowMatrixXf z(x.rows(), w.out);
-  kernels::ggml_linear(w.type, w.blocks, w.out, w.in, x.data(), x.rows(), x.cols(), z.data(), w.out,
-                       kernels::Exec{threads, {}}, opt_.rounding);
+  const kernels::Exec ex{threads, {}};
+  if (w.repacked) {
+    std::vector<ggml::BlockQ8_0> a(static_cast<size_t>(x.rows() * (w.in / 32)));
+    kernels::quantize_rows_q8_0(x.data(), x.rows(), w.in, x.cols(), a.data(), opt_.rounding);
+    kernels::gemm_w4(kernels::acts_from_q8_0(a.data(), x.rows(), w.in), w.packed, nullptr, z.data(), w.out, ex);
+  } else {
+    kernels::ggml_linear(w.type, w.blocks, w.out, w.in, x.data(), x.rows(), x.cols(), z.data(), w.out,
+                         ex, opt_.rounding);
+  }
   if (beta == 0.0f) y = std::move(z);
   else y += beta * z;
 }

@@ -87,21 +87,31 @@ class EngineOnModel : public ::testing::TestWithParam<Case> {
     path_ = files().get(GetParam().first, GetParam().second);
     prompt_ = model::Tokenizer::load(path_).encode(kPrompt);
   }
-  runtime::Engine engine(kernels::Q8Rounding r, int threads = 2) const {
+  runtime::Engine engine(kernels::Q8Rounding r, int threads = 2, bool repack = false) const {
     runtime::EngineOptions o;
     o.rounding = r;
     o.threads = threads;
+    o.repack_q4_0 = repack;
     return runtime::Engine::load(path_, o);
   }
+  void every_linear_agrees(bool repack);
   std::filesystem::path path_;
   std::vector<int32_t> prompt_;
 };
 
 // Each product on its own: with ggml's reference rounding the engine multiplies the same int8 activation codes the
-// model floor rounds its inputs to, so the two differ only in float summation order.
+// model floor rounds its inputs to, so the two differ only in float summation order (Q4_0 read in place, and
+// repacked for the int4 kernels).
 TEST_P(EngineOnModel, EveryLinearAgreesWithTheModelFloor) {
+  for (const bool repack : {false, true}) every_linear_agrees(repack);
+}
+
+void EngineOnModel::every_linear_agrees(bool repack) {
   const model::LlamaModel m = model::LlamaModel::load(path_);
-  const auto e = engine(kernels::Q8Rounding::reference);
+  const auto e = engine(kernels::Q8Rounding::reference, 2, repack);
+  if (std::string(GetParam().second) == "q4_0") {
+    EXPECT_EQ(e.weight(0, model::LinearId::Q).repacked, repack);
+  }
   const model::LlamaConfig& c = e.config();
   Eigen::Index rows = 5;
   double worst = 0;
@@ -111,7 +121,7 @@ TEST_P(EngineOnModel, EveryLinearAgreesWithTheModelFloor) {
     e.linear(w, got, x, 0.0f);
     const double d = rel_diff(got, want);
     worst = std::max(worst, d);
-    EXPECT_LT(d, 1e-5) << what;
+    EXPECT_LT(d, 1e-5) << what << (repack ? ", repacked" : "");
   };
   for (int l = 0; l < c.n_layers; ++l) {
     const model::LlamaLayer& L = m.layer(l);
@@ -123,8 +133,8 @@ TEST_P(EngineOnModel, EveryLinearAgreesWithTheModelFloor) {
       check(e.weight(l, static_cast<model::LinearId>(i)), ws[i], rs[i], fmt::format("layer {} linear {}", l, i));
   }
   check(e.output_weight(), m.output(), m.output_rounding(), "output");
-  std::printf("%s %s: worst max |engine - model| / max |model| of one product: %.3g\n", GetParam().first,
-              GetParam().second, worst);
+  std::printf("%s %s%s: worst max |engine - model| / max |model| of one product: %.3g\n", GetParam().first,
+              GetParam().second, repack ? " (Q4_0 repacked)" : "", worst);
 }
 
 // The whole pass: the per-product differences (~1e-6) can move an activation of a later layer across a Q8_0
@@ -173,6 +183,9 @@ TEST_P(EngineOnModel, SameLogitsOnAnyThreadCount) {
   const model::RowMatrixXf one = engine(kernels::Q8Rounding::ggml_x86, 1).decode(prompt_, c1);
   const model::RowMatrixXf three = engine(kernels::Q8Rounding::ggml_x86, 3).decode(prompt_, c3);
   EXPECT_TRUE(one == three);
+  model::KvCache p1, p3;
+  EXPECT_TRUE(engine(kernels::Q8Rounding::ggml_x86, 1, true).decode(prompt_, p1) ==
+              engine(kernels::Q8Rounding::ggml_x86, 3, true).decode(prompt_, p3));
 }
 
 // 32 greedy tokens equal the model floor's on the same file, with either activation rounding.
@@ -189,6 +202,7 @@ TEST_P(EngineOnModel, GreedyEqualsTheModelFloor) {
     EXPECT_EQ(got, want) << (r == kernels::Q8Rounding::reference ? "reference" : "ggml_x86") << " rounding";
     EXPECT_EQ(got, streamed);
   }
+  EXPECT_EQ(engine(kernels::Q8Rounding::ggml_x86, 2, true).generate(prompt_, greedy(32)), want) << "Q4_0 repacked";
 }
 
 INSTANTIATE_TEST_SUITE_P(Bundled, EngineOnModel,

@@ -51,6 +51,9 @@ TEST(QtoolRun, GreedyEqualsGenerateOnQuantizedFiles) {
       ASSERT_EQ(two.code, 0) << two.err;
       EXPECT_EQ(two.out, got.out);
       EXPECT_TRUE(two.err.empty()) << two.err;
+      const auto packed = qk::test::run_qtool("run " + args + " --repack-q4_0 -q");
+      ASSERT_EQ(packed.code, 0) << packed.err;
+      EXPECT_EQ(packed.out, got.out);
     }
   }
 }

@@ -1,4 +1,4 @@
-// `qtool run MODEL -p PROMPT [-n N] [-t T] [--temp T] [--top-k K] [--top-p P] [--seed S]`: text from a Llama GGUF
+// `qtool run MODEL -p PROMPT [-n N] [-t T] [--temp T] [--top-k K] [--top-p P] [--seed S] [--repack-q4_0]`: text from a Llama GGUF
 // on qk's quantized runtime (qk/runtime/engine.hpp: Q4_0 / Q8_0 weights multiplied as stored, with int8
 // activations), streamed to stdout as `qtool generate` streams it; a line on stderr says how many weights ran
 // quantized and how fast the tokens came. This file parses and prints.
@@ -25,6 +25,7 @@ struct RunCliOptions {
   float top_p = 0.95f;
   uint64_t seed = 1;
   bool quiet = false;
+  bool repack = false;
 };
 
 int run_run(const RunCliOptions& o) {
@@ -32,6 +33,7 @@ int run_run(const RunCliOptions& o) {
   const auto t0 = clock::now();
   qk::runtime::EngineOptions eo;
   eo.threads = o.threads;
+  eo.repack_q4_0 = o.repack;
   const auto engine = qk::runtime::Engine::load(o.model, eo);
   const auto tok = qk::model::Tokenizer::from_gguf(engine.file());
   qk::model::EncodeOptions e;
@@ -87,6 +89,7 @@ void setup_run(CLI::App& app, Runner& run) {
   sub->add_option("--top-p", o->top_p, "Keep the most likely tokens up to this probability mass (0.95; 1 = all)")
       ->check(CLI::Range(0.0f, 1.0f));
   sub->add_option("--seed", o->seed, "Seed of the sampler (1): same seed, same text");
+  sub->add_flag("--repack-q4_0", o->repack, "Repack Q4_0 weights at load for the int4 kernels (a copy in memory)");
   sub->add_flag("-q,--quiet", o->quiet, "No summary line on stderr");
   sub->callback([&run, o] { run = [o] { return run_run(*o); }; });
 }

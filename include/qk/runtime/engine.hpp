@@ -2,7 +2,9 @@
 // Quantized inference of a Llama GGUF on qk's own kernels: the runtime floor.
 //
 // Engine::load maps the file and keeps its Q4_0 and Q8_0 linear weights quantized, read in place from the mapping
-// (no copy, no repacking: ggml_gemm of qk/kernels/ggml_dot.hpp reads GGUF's blocks as stored). Their products take
+// (no copy, no repacking: ggml_gemm of qk/kernels/ggml_dot.hpp reads GGUF's blocks as stored). With
+// EngineOptions::repack_q4_0, Q4_0 weights are instead repacked once at load into the packed int4 layout of
+// qk/kernels/gemm.hpp (repack_q4_0, lossless) and multiplied by gemm_w4 on the same Q8_0 activation codes. Their products take
 // dynamic int8 activations as llama.cpp's CPU backend does: each input row is quantized to Q8_0 blocks of 32
 // (Q8Rounding, llama.cpp's x86 rounding by default) and multiplied block by block in int32. Weights of any other
 // type (F32, F16, BF16, the K-quants, ...) are dequantized to float32 at load for now and multiplied as the model
@@ -37,6 +39,9 @@ struct EngineOptions {
   // (its logits); reference is ggml's reference quantizer, the rounding the model floor emulates.
   kernels::Q8Rounding rounding = kernels::Q8Rounding::ggml_x86;
   int threads = 0;  // 0: qk::resolve_threads(0)
+  // Q4_0 weights repacked at load for the packed int4 kernels (a copy of those weights in memory) instead of read
+  // in place from the mapping; the same products up to float summation order.
+  bool repack_q4_0 = false;
 };
 
 // One linear weight [out, in] as the engine holds it: quantized in the mapping, or float32 (owned).
@@ -45,6 +50,8 @@ struct EngineWeight {
   bool quantized = false;
   ggml::Type type = ggml::Type::Q8_0;  // when quantized: Q4_0 or Q8_0
   const void* blocks = nullptr;        // when quantized: out rows of ggml::row_size(type, in) bytes in the mapping
+  kernels::PackedW4 packed;            // Q4_0 repacked at load (EngineOptions::repack_q4_0), else empty
+  bool repacked = false;
   RowMatrixXf values;                  // otherwise
   model::InputRounding rounding = model::InputRounding::None;  // otherwise: llama.cpp's input rounding
 };

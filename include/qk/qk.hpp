@@ -68,6 +68,7 @@
 #include "qk/model/text.hpp"
 #include "qk/model/token_file.hpp"
 #include "qk/model/tokenizer.hpp"
+#include "qk/runtime/engine.hpp"
 
 #include "qk/pipeline/architecture.hpp"
 #include "qk/pipeline/calibration.hpp"

@@ -78,8 +78,14 @@ int32_t choose_token(std::span<const float> logits, const GenerateOptions& o, ui
 
 std::vector<int32_t> generate(const LlamaModel& m, std::span<const int32_t> prompt, const GenerateOptions& o,
                               const TokenCallback& on_token) {
+  return generate([&m](std::span<const int32_t> t, KvCache& c) { return m.decode(t, c); }, m.config().context,
+                  prompt, o, on_token);
+}
+
+std::vector<int32_t> generate(const DecodeFn& decode, int context, std::span<const int32_t> prompt,
+                              const GenerateOptions& o, const TokenCallback& on_token) {
   check(o);
-  const int ctx = m.config().context;
+  const int ctx = context;
   if (prompt.empty()) fail<ShapeError>("{}: the prompt has no tokens", o.source);
   if (ctx > 0 && prompt.size() >= static_cast<size_t>(ctx))
     fail<ShapeError>("{}: the prompt's {} tokens leave no room in the model's context of {} tokens", o.source,
@@ -88,7 +94,7 @@ std::vector<int32_t> generate(const LlamaModel& m, std::span<const int32_t> prom
   if (o.max_tokens == 0) return out;
   uint64_t state = o.seed;
   KvCache cache;
-  RowMatrixXf z = m.decode(prompt, cache);
+  RowMatrixXf z = decode(prompt, cache);
   for (;;) {
     const auto row = z.row(z.rows() - 1);
     const int32_t id = choose_token(std::span<const float>(row.data(), static_cast<size_t>(row.size())), o, state);
@@ -97,7 +103,7 @@ std::vector<int32_t> generate(const LlamaModel& m, std::span<const int32_t> prom
     if (id == o.eos || static_cast<int>(out.size()) >= o.max_tokens) break;
     if (ctx > 0 && cache.length + 1 > ctx) break;  // the next token would sit past the context
     const int32_t next[1] = {id};
-    z = m.decode(next, cache);
+    z = decode(next, cache);
   }
   return out;
 }

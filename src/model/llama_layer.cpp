@@ -97,24 +97,45 @@ void attend(const LlamaConfig& cfg, const RowMatrixXf& q, const RowMatrixXf& K, 
   }
 }
 
+// The float32 linear layers of a LayerView, each input rounded as the view says.
+class ViewLinears final : public BlockLinears {
+ public:
+  ViewLinears(const LlamaConfig& cfg, const LayerView& w) : cfg_(cfg), w_(w) {}
+  void apply(LinearId which, RowMatrixXf& y, const RowMatrixXf& x, float beta, int threads) const override {
+    switch (which) {
+      case LinearId::Q: return linear(y, x, w_.wq, cfg_.dim, w_.round_q, beta, threads);
+      case LinearId::K: return linear(y, x, w_.wk, cfg_.kv_dim(), w_.round_k, beta, threads);
+      case LinearId::V: return linear(y, x, w_.wv, cfg_.kv_dim(), w_.round_v, beta, threads);
+      case LinearId::O: return linear(y, x, w_.wo, cfg_.dim, w_.round_o, beta, threads);
+      case LinearId::Gate: return linear(y, x, w_.w_gate, cfg_.hidden, w_.round_gate, beta, threads);
+      case LinearId::Up: return linear(y, x, w_.w_up, cfg_.hidden, w_.round_up, beta, threads);
+      case LinearId::Down: return linear(y, x, w_.w_down, cfg_.dim, w_.round_down, beta, threads);
+    }
+  }
+
+ private:
+  const LlamaConfig& cfg_;
+  const LayerView& w_;
+};
+
 // The FFN half of a block: x += down(silu(gate h) * up h), h = rmsnorm(x).
-void ffn(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, ForwardObserver* observer,
-         int threads) {
+void ffn(const LlamaConfig& cfg, const float* ffn_norm, const BlockLinears& lin, int layer, RowMatrixXf& x,
+         ForwardObserver* observer, int threads) {
   RowMatrixXf h;
-  rms_norm(h, x, w.ffn_norm, cfg.norm_eps);
+  rms_norm(h, x, ffn_norm, cfg.norm_eps);
   if (observer) {
     observer->on_linear_input(layer, LinearInput::FfnGateUp, h);
     if (observer->stop_after(LinearInput::FfnGateUp)) return;
   }
   RowMatrixXf g, u;
-  linear(g, h, w.w_gate, cfg.hidden, w.round_gate, 0.0f, threads);
-  linear(u, h, w.w_up, cfg.hidden, w.round_up, 0.0f, threads);
+  lin.apply(LinearId::Gate, g, h, 0.0f, threads);
+  lin.apply(LinearId::Up, u, h, 0.0f, threads);
   g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // silu(gate) * up
   if (observer) {
     observer->on_linear_input(layer, LinearInput::FfnDown, g);
     if (observer->stop_after(LinearInput::FfnDown)) return;
   }
-  linear(x, g, w.w_down, cfg.dim, w.round_down, 1.0f, threads);
+  lin.apply(LinearId::Down, x, g, 1.0f, threads);
 }
 
 }  // namespace
@@ -238,19 +259,25 @@ void rms_norm(RowMatrixXf& out, const RowMatrixXf& x, const float* w, float eps)
 
 void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMatrixXf& x, int64_t pos0,
                    RowMatrixXf* kc, RowMatrixXf* vc, ForwardObserver* observer, int threads) {
+  layer_forward(cfg, w.attn_norm, w.ffn_norm, ViewLinears(cfg, w), layer, x, pos0, kc, vc, observer, threads);
+}
+
+void layer_forward(const LlamaConfig& cfg, const float* attn_norm, const float* ffn_norm, const BlockLinears& lin,
+                   int layer, RowMatrixXf& x, int64_t pos0, RowMatrixXf* kc, RowMatrixXf* vc,
+                   ForwardObserver* observer, int threads) {
   if (x.cols() != cfg.dim)
     fail<ShapeError>("llama layer {}: hidden states have {} columns, the model {}", layer, x.cols(), cfg.dim);
   const auto T = x.rows();
   RowMatrixXf h;
-  rms_norm(h, x, w.attn_norm, cfg.norm_eps);
+  rms_norm(h, x, attn_norm, cfg.norm_eps);
   if (observer) {
     observer->on_linear_input(layer, LinearInput::AttnQkv, h);
     if (observer->stop_after(LinearInput::AttnQkv)) return;
   }
   RowMatrixXf q, k, v;
-  linear(q, h, w.wq, cfg.dim, w.round_q, 0.0f, threads);
-  linear(k, h, w.wk, cfg.kv_dim(), w.round_k, 0.0f, threads);
-  linear(v, h, w.wv, cfg.kv_dim(), w.round_v, 0.0f, threads);
+  lin.apply(LinearId::Q, q, h, 0.0f, threads);
+  lin.apply(LinearId::K, k, h, 0.0f, threads);
+  lin.apply(LinearId::V, v, h, 0.0f, threads);
   rope(q, cfg.head_dim(), cfg.rope_theta, pos0, 1);
   rope(k, cfg.head_dim(), cfg.rope_theta, pos0, 1);
   if (kc) {
@@ -265,8 +292,8 @@ void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMat
     observer->on_linear_input(layer, LinearInput::AttnOutput, att);
     if (observer->stop_after(LinearInput::AttnOutput)) return;
   }
-  linear(x, att, w.wo, cfg.dim, w.round_o, 1.0f, threads);
-  ffn(cfg, w, layer, x, observer, threads);
+  lin.apply(LinearId::O, x, att, 1.0f, threads);
+  ffn(cfg, ffn_norm, lin, layer, x, observer, threads);
 }
 
 void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int64_t pos, std::span<RowMatrixXf> kc,
@@ -275,12 +302,13 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
   if (x.cols() != cfg.dim) fail<ShapeError>("llama step: hidden states have {} columns, the model {}", x.cols(), cfg.dim);
   if (static_cast<Eigen::Index>(kc.size()) != S || static_cast<Eigen::Index>(vc.size()) != S)
     fail<InvalidArgument>("llama step: {} sequences, {} caches", S, kc.size());
+  const ViewLinears lin(cfg, w);
   RowMatrixXf h;
   rms_norm(h, x, w.attn_norm, cfg.norm_eps);
   RowMatrixXf q, k, v;
-  linear(q, h, w.wq, cfg.dim, w.round_q, 0.0f, threads);
-  linear(k, h, w.wk, cfg.kv_dim(), w.round_k, 0.0f, threads);
-  linear(v, h, w.wv, cfg.kv_dim(), w.round_v, 0.0f, threads);
+  lin.apply(LinearId::Q, q, h, 0.0f, threads);
+  lin.apply(LinearId::K, k, h, 0.0f, threads);
+  lin.apply(LinearId::V, v, h, 0.0f, threads);
   rope(q, cfg.head_dim(), cfg.rope_theta, pos, 0);
   rope(k, cfg.head_dim(), cfg.rope_theta, pos, 0);
   RowMatrixXf att(S, cfg.dim);
@@ -299,8 +327,8 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
     att.row(s) = as;
   });
   errors.rethrow();
-  linear(x, att, w.wo, cfg.dim, w.round_o, 1.0f, threads);
-  ffn(cfg, w, 0, x, nullptr, threads);
+  lin.apply(LinearId::O, x, att, 1.0f, threads);
+  ffn(cfg, w.ffn_norm, lin, 0, x, nullptr, threads);
 }
 
 RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<const int32_t> tokens) {

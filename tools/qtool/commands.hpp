@@ -18,6 +18,7 @@ void setup_bench(CLI::App& app, Runner& run);
 void setup_tokenize(CLI::App& app, Runner& run);
 void setup_convert(CLI::App& app, Runner& run);
 void setup_generate(CLI::App& app, Runner& run);
+void setup_run(CLI::App& app, Runner& run);
 
 // Thrown for a bad combination of options found after parsing: exit code 2.
 struct UsageError : std::runtime_error {

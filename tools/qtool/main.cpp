@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   qtool::setup_tokenize(app, run);
   qtool::setup_convert(app, run);
   qtool::setup_generate(app, run);
+  qtool::setup_run(app, run);
 
   try {
     app.parse(argc, argv);

@@ -38,6 +38,12 @@ using TokenCallback = std::function<bool(int32_t)>;
 std::vector<int32_t> generate(const LlamaModel& m, std::span<const int32_t> prompt, const GenerateOptions& o,
                               const TokenCallback& on_token = {});
 
+// The same over any decoder of the model's architecture (e.g. qk/runtime's Engine): decode appends ids at the
+// cache's end and returns their logits, as LlamaModel::decode; context as config().context.
+using DecodeFn = std::function<RowMatrixXf(std::span<const int32_t>, KvCache&)>;
+std::vector<int32_t> generate(const DecodeFn& decode, int context, std::span<const int32_t> prompt,
+                              const GenerateOptions& o, const TokenCallback& on_token = {});
+
 // One choice from one row of logits as generate() makes it; `state` is the generator's state (advanced on draws).
 int32_t choose_token(std::span<const float> logits, const GenerateOptions& o, uint64_t& state);
 

@@ -102,6 +102,23 @@ void layer_forward(const LlamaConfig& cfg, const LayerView& w, int layer, RowMat
                    RowMatrixXf* kc = nullptr, RowMatrixXf* vc = nullptr, ForwardObserver* observer = nullptr,
                    int threads = 1);
 
+// The seven linear layers of a block.
+enum class LinearId : uint8_t { Q, K, V, O, Gate, Up, Down };
+
+// A block's linear layers, however their weights are held (float32 views here; quantized blocks in qk/runtime).
+// apply: y = x · Wᵀ + beta·y for the layer `which` (W [out, in]; beta 0 resizes y to [x.rows(), out]).
+class BlockLinears {
+ public:
+  virtual ~BlockLinears() = default;
+  virtual void apply(LinearId which, RowMatrixXf& y, const RowMatrixXf& x, float beta, int threads) const = 0;
+};
+
+// layer_forward with the norms (dim floats each) and the linear layers given apart: the same RMSNorm, RoPE,
+// attention and SwiGLU, the products delegated to `lin`. layer_forward(cfg, w, ...) is this with w's float views.
+void layer_forward(const LlamaConfig& cfg, const float* attn_norm, const float* ffn_norm, const BlockLinears& lin,
+                   int layer, RowMatrixXf& x, int64_t pos0 = 0, RowMatrixXf* kc = nullptr, RowMatrixXf* vc = nullptr,
+                   ForwardObserver* observer = nullptr, int threads = 1);
+
 // One block over a batch of sequences, one new token each at position `pos` (row s of x is sequence s; kc[s], vc[s]
 // its cache of `pos` rows, to which the new key and value are appended). Row s gives the same values as
 // layer_forward on that sequence alone.

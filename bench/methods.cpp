@@ -1,9 +1,9 @@
 // Methods benchmarks on the P1 recipe of shared/data/problems (README there): a 4096x4096 "LLM-like" layer,
 // W = N(0,1)·0.02 with 0.1% of the entries x10, X = N(0,1) (4096 tokens) with 1% of the input channels x30.
 // Generated here (std::mt19937_64, so not numpy's exact numbers; the same distribution).
-// Reference times (docs/benchmarks.md, shared/data/problems/reference.json, 2 threads, same kind of machine):
-// GPTQ 4-bit g128 8.6 s (Hessian 0.9 s), AWQ 4-bit g128 223 s (27 s with a faster clip search), SmoothQuant W8A8
-// 1.2 s. Each benchmark reports the reference time as the counter `ref_s` and the calibration error E_calib.
+// The counter `ref_s` is the reference time recorded in shared/data/problems/reference.json on another machine
+// instance (GPTQ 8.6 s, AWQ 223 s, SmoothQuant W8A8 1.2 s): context only, never a divisor. Ratios come from
+// bench/compare-methods.sh, which times the reference in the same run. E_calib is the calibration error.
 //
 //   bench_methods --benchmark_filter=Gptq   (the P1 shape is set by QK_BENCH_DIM, default 4096)
 // BM_GptqEndToEndP2 runs the P2 recipe (4096 x 11008 weight, 2048 silu tokens; reference GPTQ 38.2 s).

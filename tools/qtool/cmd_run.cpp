@@ -9,21 +9,16 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
-#include "qk/model/tokenizer.hpp"
 #include "qk/runtime/engine.hpp"
+#include "sampling.hpp"
 
 namespace qtool {
 
 namespace {
 
 struct RunCliOptions {
-  std::string model, prompt;
-  int n = 64;
+  SamplingCliOptions s;
   int threads = 0;
-  float temp = 0.8f;
-  int top_k = 40;
-  float top_p = 0.95f;
-  uint64_t seed = 1;
   bool quiet = false;
   bool repack = false;
 };
@@ -34,29 +29,16 @@ int run_run(const RunCliOptions& o) {
   qk::runtime::EngineOptions eo;
   eo.threads = o.threads;
   eo.repack_q4_0 = o.repack;
-  const auto engine = qk::runtime::Engine::load(o.model, eo);
+  const auto engine = qk::runtime::Engine::load(o.s.model, eo);
   const auto tok = qk::model::Tokenizer::from_gguf(engine.file());
-  qk::model::EncodeOptions e;
-  e.source = "prompt";
-  const auto prompt = tok.encode(o.prompt, e);
-  qk::model::GenerateOptions g;
-  g.max_tokens = o.n;
-  g.temperature = o.temp;
-  g.top_k = o.top_k;
-  g.top_p = o.top_p;
-  g.seed = o.seed;
-  g.eos = tok.eos();
-  g.source = o.model;
-  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
-  std::fflush(stdout);
+  const auto prompt = encode_prompt(o.s, tok);
+  print_now(o.s.prompt);
   const auto t1 = clock::now();
   auto first = t1;
   size_t count = 0;
-  engine.generate(prompt, g, [&](int32_t id) {
+  engine.generate(prompt, generate_options(o.s, tok), [&](int32_t id) {
     if (count++ == 0) first = clock::now();
-    const std::string piece = tok.piece(id);
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
+    print_now(tok.piece(id));
     return true;
   });
   const auto t2 = clock::now();
@@ -77,18 +59,10 @@ int run_run(const RunCliOptions& o) {
 void setup_run(CLI::App& app, Runner& run) {
   auto o = std::make_shared<RunCliOptions>();
   auto* sub = app.add_subcommand("run", "Generate text from a Llama GGUF on qk's quantized runtime, streamed");
-  sub->add_option("model", o->model, "GGUF model with its vocabulary")->required()->check(CLI::ExistingFile);
-  sub->add_option("-p,--prompt", o->prompt, "The text to continue (BOS is put first)")->required();
-  sub->add_option("-n,--n-predict", o->n, "Tokens to generate at most (64); stops early at EOS or the model's context")
-      ->check(CLI::NonNegativeNumber);
+  add_prompt_options(sub, o->s);
   sub->add_option("-t,--threads", o->threads, "Threads (0 = all; the text does not depend on it)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--temp", o->temp, "Temperature (0.8); 0 = greedy, as llama.cpp's greedy sampler")
-      ->check(CLI::Range(0.0f, 100.0f));
-  sub->add_option("--top-k", o->top_k, "Keep the K most likely tokens (40; 0 = all)")->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-p", o->top_p, "Keep the most likely tokens up to this probability mass (0.95; 1 = all)")
-      ->check(CLI::Range(0.0f, 1.0f));
-  sub->add_option("--seed", o->seed, "Seed of the sampler (1): same seed, same text");
+  add_sampler_options(sub, o->s);
   sub->add_flag("--repack-q4_0", o->repack, "Repack Q4_0 weights at load for the int4 kernels (a copy in memory)");
   sub->add_flag("-q,--quiet", o->quiet, "No summary line on stderr");
   sub->callback([&run, o] { run = [o] { return run_run(*o); }; });

@@ -16,23 +16,9 @@
 namespace qk::model {
 namespace {
 
-const io::TensorInfo& checked(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  const io::TensorInfo* t = f.find(name);
-  if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
-  const int64_t c = t->shape.empty() ? 1 : t->shape.back();
-  const int64_t r = c == 0 ? 0 : t->numel() / c;
-  if (r != rows || c != cols)
-    fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, r, c, rows, cols);
-  return *t;
-}
-
 // The tensor as float (a copy), its mapped pages given back: loading a block leaves only the copy resident.
 RowMatrixXf read_weight(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  const io::TensorInfo& t = checked(f, name, rows, cols);
-  RowMatrixXf m = formats::read_matrix(f, t);
-  f.release(t);
-  if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), name);
-  return m;
+  return read_finite(f, checked_tensor(f, name, rows, cols));
 }
 
 Eigen::VectorXf read_vector(const io::TensorFile& f, const std::string& name, int64_t n) {
@@ -140,6 +126,23 @@ void ffn(const LlamaConfig& cfg, const float* ffn_norm, const BlockLinears& lin,
 
 }  // namespace
 
+const io::TensorInfo& checked_tensor(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
+  const io::TensorInfo* t = f.find(name);
+  if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
+  const int64_t c = t->shape.empty() ? 1 : t->shape.back();
+  const int64_t r = c == 0 ? 0 : t->numel() / c;
+  if (r != rows || c != cols)
+    fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, r, c, rows, cols);
+  return *t;
+}
+
+RowMatrixXf read_finite(const io::TensorFile& f, const io::TensorInfo& t) {
+  RowMatrixXf m = formats::read_matrix(f, t);
+  f.release(t);
+  if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), t.name);
+  return m;
+}
+
 LayerView view(const LlamaLayer& L) {
   return {L.attn_norm.data(), L.ffn_norm.data(), L.wq.data(), L.wk.data(), L.wv.data(), L.wo.data(),
           L.w_gate.data(), L.w_up.data(), L.w_down.data(), L.round_q, L.round_k, L.round_v, L.round_o,
@@ -225,7 +228,7 @@ LayerView LayerLoader::acquire(int l) {
                         {"ffn_down", cfg_.dim, cfg_.hidden, &v.w_down}};
   bool in_place = true;
   for (const Part& p : parts) {
-    const io::TensorInfo& t = checked(file_, layer_weight_name(l, p.name), p.rows, p.cols);
+    const io::TensorInfo& t = checked_tensor(file_, layer_weight_name(l, p.name), p.rows, p.cols);
     in_place = in_place && t.dtype == io::DType::F32 &&
                reinterpret_cast<uintptr_t>(file_.bytes(t).data()) % alignof(float) == 0;
   }
@@ -332,7 +335,7 @@ void layer_step(const LlamaConfig& cfg, const LayerView& w, RowMatrixXf& x, int6
 }
 
 RowMatrixXf embed(const io::TensorFile& f, const LlamaConfig& cfg, std::span<const int32_t> tokens) {
-  const io::TensorInfo& e = checked(f, "token_embd.weight", cfg.vocab, cfg.dim);
+  const io::TensorInfo& e = checked_tensor(f, "token_embd.weight", cfg.vocab, cfg.dim);
   const auto T = static_cast<Eigen::Index>(tokens.size());
   RowMatrixXf x(T, cfg.dim);
   for (Eigen::Index t = 0; t < T; ++t) {

@@ -9,16 +9,9 @@
 namespace qk::model {
 namespace {
 
+// The float copy is what the model holds: the mapped pages go back (read_finite).
 RowMatrixXf read_checked(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  const io::TensorInfo* t = f.find(name);
-  if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
-  RowMatrixXf m = formats::read_matrix(f, *t);
-  f.release(*t);  // the float copy is what the model holds
-  if (m.rows() != rows || m.cols() != cols)
-    fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, m.rows(), m.cols(),
-                      rows, cols);
-  if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), name);
-  return m;
+  return read_finite(f, checked_tensor(f, name, rows, cols));
 }
 
 }  // namespace

@@ -13,23 +13,6 @@ namespace {
 
 const char* const kLinearNames[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-const io::TensorInfo& checked(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols) {
-  const io::TensorInfo* t = f.find(name);
-  if (!t) fail<FormatError>("{}: tensor '{}' is missing", f.path().string(), name);
-  const int64_t c = t->shape.empty() ? 1 : t->shape.back();
-  const int64_t r = c == 0 ? 0 : t->numel() / c;
-  if (r != rows || c != cols)
-    fail<FormatError>("{}: tensor '{}' is [{}, {}], expected [{}, {}]", f.path().string(), name, r, c, rows, cols);
-  return *t;
-}
-
-RowMatrixXf read_finite(const io::TensorFile& f, const io::TensorInfo& t) {
-  RowMatrixXf m = formats::read_matrix(f, t);
-  f.release(t);
-  if (!m.allFinite()) fail<FormatError>("{}: tensor '{}' holds NaN or Inf", f.path().string(), t.name);
-  return m;
-}
-
 // The fp16 scale d leads every Q4_0 / Q8_0 block: all of them must be finite (exponent bits not all ones).
 void check_scales(const io::TensorFile& f, const io::TensorInfo& t, std::span<const std::byte> bytes, size_t block) {
   for (size_t i = 0; i + block <= bytes.size(); i += block) {
@@ -40,7 +23,7 @@ void check_scales(const io::TensorFile& f, const io::TensorInfo& t, std::span<co
 }
 
 EngineWeight make_weight(const io::TensorFile& f, const std::string& name, int64_t out, int64_t in, bool repack) {
-  const io::TensorInfo& t = checked(f, name, out, in);
+  const io::TensorInfo& t = model::checked_tensor(f, name, out, in);
   EngineWeight w;
   w.out = out;
   w.in = in;
@@ -62,14 +45,14 @@ EngineWeight make_weight(const io::TensorFile& f, const std::string& name, int64
       f.release(t);
     }
   } else {
-    w.values = read_finite(f, t);
+    w.values = model::read_finite(f, t);
     w.rounding = model::input_rounding_for(t);
   }
   return w;
 }
 
 Eigen::VectorXf read_norm(const io::TensorFile& f, const std::string& name, int64_t n) {
-  return read_finite(f, checked(f, name, 1, n)).row(0).transpose();
+  return model::read_finite(f, model::checked_tensor(f, name, 1, n)).row(0).transpose();
 }
 
 }  // namespace

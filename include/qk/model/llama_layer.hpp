@@ -55,6 +55,13 @@ RowMatrixXf* find_linear(LlamaLayer& L, std::string_view name);
 // The norm weight `name` ("attn_norm", "ffn_norm") of a layer; nullptr for another name.
 Eigen::VectorXf* find_norm(LlamaLayer& L, std::string_view name);
 
+// A tensor of a Llama file by name, checked to be [rows, cols] (rows: the product of every dimension but the last).
+// FormatError naming the file and tensor when it is missing or shaped otherwise.
+const io::TensorInfo& checked_tensor(const io::TensorFile& f, const std::string& name, int64_t rows, int64_t cols);
+// Tensor t as float32 (decoded: a copy), its mapped pages given back, so only the copy stays resident. FormatError
+// naming the file and tensor when a value is NaN or Inf.
+RowMatrixXf read_finite(const io::TensorFile& f, const io::TensorInfo& t);
+
 // Reads block `layer` of a Llama file as float32 (decoding block types), checking shapes and finiteness:
 // FormatError naming the file and tensor. llama_rounding: set each linear layer's input rounding from its stored
 // type, as llama.cpp computes (InputRounding); otherwise products take float inputs.
